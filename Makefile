@@ -1,0 +1,32 @@
+# The two commands of the README. Both create .venv from requirements.txt on first use (and again
+# whenever requirements.txt or pyproject.toml changes); nothing needs to be activated.
+#   make test   ruff, the unit tests and every chapter in the smoke profile (nbmake)
+#   make book   execute every chapter in the tutorial profile and build _build/html/index.html
+#   make clean  remove the built book and the tool caches (keeps .venv, data/ and results/)
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests run two pytest workers on two cores: one torch thread each (two threads each is ~5x slower).
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: test book clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(TEST_ENV) $(BIN)/pytest -n 2 tests
+	$(TEST_ENV) $(BIN)/pytest -n 2 --nbmake --nbmake-timeout=600 book
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/python tools/exec_times.py
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,131 @@
+"""Command line: run a chapter's experiment headless, or sweep its notebook over a parameter grid.
+
+    python -m dstlib list
+    python -m dstlib run dst_from_scratch --profile tutorial --set densities=0.1,0.05 --set seeds=0
+    torchrun --nproc_per_node=4 -m dstlib run corruption_robustness --profile paper
+    python -m dstlib sweep dst_from_scratch --profile smoke --grid lr=0.01,0.05 --grid seeds=0,1
+
+``run`` writes one JSON record per training run under ``--out`` (default ``results/``) and prints the
+summary table. ``sweep`` executes the chapter notebook with papermill once per grid point (a list knob
+such as ``seeds`` takes one element per point), skips points whose executed notebook already exists,
+and gathers every record into ``<out>/<chapter>/sweep/table.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+from typing import Any
+
+from dstlib import config as cfg
+from dstlib import experiments, results
+
+
+def _parser() -> argparse.ArgumentParser:
+    chapters = ", ".join(experiments.names())
+    parser = argparse.ArgumentParser(prog="python -m dstlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the chapters, their knobs and profile values")
+    run = sub.add_parser("run", help="run a chapter's experiment and write its records")
+    sweep = sub.add_parser("sweep", help="execute a chapter notebook over a parameter grid with papermill")
+    for p in (run, sweep):
+        p.add_argument("chapter", help=f"one of: {chapters}")
+        p.add_argument("--profile", default="tutorial", help=f"one of: {', '.join(cfg.PROFILES)}")
+        p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a knob (repeatable); lists are comma-separated")
+        p.add_argument("--out", default=None, help="results folder (default: results/ at the repository root)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a grid axis (repeatable); for list knobs each value is a one-element list")
+    return parser
+
+
+def list_chapters() -> str:
+    """A text table of every chapter's knobs with their allowed values and per-profile values."""
+    lines = []
+    for name in experiments.names():
+        spec = experiments.spec(name)
+        lines.append(f"{name}: {spec.title} ({spec.notebook})")
+        for key, knob in sorted(spec.all_knobs().items()):
+            values = " | ".join(f"{p}={spec.profiles[p][key]!r}" for p in cfg.PROFILES)
+            lines.append(f"  {key}: {knob.help}. Allowed: {knob.allowed()}.\n      {values}")
+    return "\n".join(lines)
+
+
+def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | None) -> int:
+    overrides = cfg.parse_assignments(chapter, assignments)
+    if out is not None:
+        overrides["out_dir"] = out
+    config = cfg.resolve(chapter, profile, **overrides)
+    result = experiments.module(chapter).run(config)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(result.frame.drop(columns=["id", "chapter"]).to_string(index=False))
+        print(f"{len(result.records)} records in {results.results_root(config.out_dir) / chapter}")
+    return 0
+
+
+def sweep_points(chapter: str, profile: str, assignments: list[str], axes: list[str]) -> list[dict[str, Any]]:
+    """Every grid point as a dict of overrides, each validated by :func:`dstlib.config.resolve`."""
+    fixed = cfg.parse_assignments(chapter, assignments)
+    knobs = cfg.chapter_spec(chapter).all_knobs()
+    names, value_lists = [], []
+    for axis in axes:
+        parsed = cfg.parse_assignments(chapter, [axis])
+        (key, value), = parsed.items()
+        names.append(key)
+        values = value if isinstance(value, list) else [value]
+        value_lists.append([[v] for v in values] if knobs[key].is_list else values)
+    points = [{**fixed, **dict(zip(names, combo, strict=True))} for combo in itertools.product(*value_lists)]
+    for point in points:
+        cfg.resolve(chapter, profile, **point)
+    return points
+
+
+def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], out: str | None) -> int:
+    import papermill
+
+    points = sweep_points(chapter, profile, assignments, axes)
+    spec = cfg.chapter_spec(chapter)
+    root = results.results_root(out).resolve()
+    folder = root / chapter / "sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = results.REPO_ROOT / spec.notebook
+    for point in points:
+        tag = results.run_id(chapter, profile, point)
+        target = folder / f"{tag}.ipynb"
+        if target.exists():
+            print(f"skip {point} (done: {target.name})")
+            continue
+        print(f"run  {point}")
+        partial = folder / f".{tag}.partial.ipynb"
+        papermill.execute_notebook(str(notebook), str(partial), kernel_name="python3", progress_bar=False,
+                                   cwd=str(notebook.parent),
+                                   parameters={"profile": profile, "out_dir": str(root), **point})
+        os.replace(partial, target)
+    records = [r for r in results.read_records(root / chapter) if r["profile"] == profile]
+    table = results.to_frame(records)
+    from dstlib.atomic import write_text
+
+    write_text(folder / "table.csv", table.to_csv(index=False))
+    print(f"{len(points)} grid points, {len(records)} records -> {folder / 'table.csv'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print(list_chapters())
+            return 0
+        if args.command == "run":
+            return run_chapter(args.chapter, args.profile, args.assignments, args.out)
+        return sweep(args.chapter, args.profile, args.assignments, args.grid, args.out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Chapter profiles and parameter validation.
+
+Every chapter declares its knobs (:class:`Knob`) and three profiles:
+
+* ``smoke``: seconds; the tests run it to prove every code path works;
+* ``tutorial``: the default and what the book builds, at most 5 minutes on a 2-core CPU;
+* ``paper``: the paper's datasets, models and schedule; needs downloads and a GPU.
+
+:func:`resolve` merges a profile with overrides and validates everything before any data is loaded:
+an unknown chapter, profile or key, a wrong type or a value out of range raises a ``ValueError`` that
+names the parameter, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PROFILES = ("smoke", "tutorial", "paper")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One chapter parameter: its type, its allowed values and a one-line help text.
+
+    ``kind`` is ``int``, ``float``, ``str`` or ``bool``. ``choices`` restricts the values; ``low`` and
+    ``high`` bound numbers (``low_open`` / ``high_open`` exclude the bound). ``is_list`` means the value
+    is a non-empty list whose elements obey the rest. ``optional`` allows ``None`` as a value.
+    """
+
+    help: str
+    kind: type = float
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    is_list: bool = False
+    optional: bool = False
+
+    def allowed(self) -> str:
+        """A human description of the allowed values, used in error messages and ``--help``."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            text = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}[self.kind]
+            if self.low is not None or self.high is not None:
+                left = "(" if self.low_open else "["
+                right = ")" if self.high_open else "]"
+                low = "-inf" if self.low is None else f"{self.low:g}"
+                high = "inf" if self.high is None else f"{self.high:g}"
+                text += f" in {left}{low}, {high}{right}"
+        if self.is_list:
+            text = f"a non-empty list of {text.removeprefix('a ').removeprefix('an ')}"
+        return text + (" or None" if self.optional else "")
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` normalised (tuples become lists, ints become floats for float knobs).
+
+        Raises ``ValueError`` naming ``name``, ``value`` and :meth:`allowed` on a bad value.
+        """
+        if value is None and self.optional:
+            return None
+        if self.is_list:
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
+                raise ValueError(f"{name}={value!r} is not allowed; expected {self.allowed()}")
+            return [self._validate_scalar(name, v, whole=value) for v in value]
+        return self._validate_scalar(name, value, whole=value)
+
+    def _validate_scalar(self, name: str, value: Any, whole: Any) -> Any:
+        def fail() -> ValueError:
+            return ValueError(f"{name}={whole!r} is not allowed; expected {self.allowed()}")
+
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise fail()
+        elif self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise fail()
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise fail()
+            value = float(value)
+        elif not isinstance(value, self.kind):
+            raise fail()
+        if self.choices is not None and value not in self.choices:
+            raise fail()
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise fail()
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise fail()
+        return value
+
+    def parse(self, text: str) -> Any:
+        """Parse a command-line string (``"0.5"``, ``"rigl,set"``, ``"[0.1, 0.2]"``) into a value."""
+        if text in ("None", "none", "null") and self.optional:
+            return None
+        if self.is_list and not text.strip().startswith("["):
+            return [self._parse_scalar(part.strip()) for part in text.split(",") if part.strip()]
+        return self._parse_scalar(text)
+
+    def _parse_scalar(self, text: str) -> Any:
+        if self.kind is str and not text.startswith(("[", "'", '"')):
+            return text
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+
+# Knobs every chapter shares.
+COMMON_KNOBS: dict[str, Knob] = {
+    "seeds": Knob("random seeds; one run per seed and setting", int, low=0, is_list=True),
+    "device": Knob("where to train: auto picks cuda when available", str, choices=("auto", "cpu", "cuda")),
+    "out_dir": Knob("folder for result records; None = results/ at the repository root", str, optional=True),
+    "progress": Knob("show tqdm progress bars", bool),
+}
+
+
+@dataclass(frozen=True)
+class ChapterSpec:
+    """A chapter's experiment: its knobs and the values of each profile.
+
+    ``knobs`` maps parameter names to :class:`Knob`; ``profiles`` maps each of :data:`PROFILES` to a
+    complete ``{name: value}`` dict (checked by :meth:`check`). ``notebook`` is the path of the
+    chapter's notebook relative to the repository root.
+    """
+
+    name: str
+    title: str
+    notebook: str
+    knobs: Mapping[str, Knob]
+    profiles: Mapping[str, Mapping[str, Any]]
+    paper: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def all_knobs(self) -> dict[str, Knob]:
+        """The chapter's own knobs plus :data:`COMMON_KNOBS`."""
+        return {**COMMON_KNOBS, **self.knobs}
+
+    def check(self) -> None:
+        """Assert every profile sets every knob to a valid value (a programming error otherwise)."""
+        knobs = self.all_knobs()
+        for profile in PROFILES:
+            values = self.profiles[profile]
+            missing = sorted(set(knobs) - set(values))
+            unknown = sorted(set(values) - set(knobs))
+            if missing or unknown:
+                raise AssertionError(f"{self.name}/{profile}: missing {missing}, unknown {unknown}")
+            for key, value in values.items():
+                knobs[key].validate(f"{self.name}.{profile}.{key}", value)
+
+
+class Config(dict):
+    """A resolved, validated chapter configuration: a plain ``dict`` with attribute access.
+
+    ``config.chapter`` and ``config.profile`` name where it came from; ``config["epochs"]`` and
+    ``config.epochs`` are the same value.
+    """
+
+    def __init__(self, chapter: str, profile: str, values: Mapping[str, Any]):
+        super().__init__(values)
+        self.__dict__["chapter"] = chapter
+        self.__dict__["profile"] = profile
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Config is read-only; use dstlib.config.resolve(..., key=value)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """All values plus ``chapter`` and ``profile``, JSON-serialisable."""
+        return {"chapter": self.chapter, "profile": self.profile, **self}
+
+
+def chapter_spec(chapter: str) -> ChapterSpec:
+    """The :class:`ChapterSpec` of ``chapter``; a ``ValueError`` lists the chapters otherwise."""
+    from dstlib import experiments
+
+    return experiments.spec(chapter)
+
+
+def resolve(chapter: str, profile: str = "tutorial", **overrides: Any) -> Config:
+    """Validated configuration of ``chapter`` in ``profile`` with ``overrides`` applied.
+
+    An override equal to ``None`` means "take the profile's value", so a notebook's parameters cell
+    can list every knob with ``None`` defaults. Raises ``ValueError`` on an unknown chapter, profile
+    or key and on a bad value, before anything runs.
+
+    >>> resolve("dst_from_scratch", "smoke", densities=[0.1]).densities
+    [0.1]
+    """
+    spec = chapter_spec(chapter)
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+    knobs = spec.all_knobs()
+    unknown = sorted(set(overrides) - set(knobs))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for chapter {chapter!r}; "
+                         f"allowed: {', '.join(sorted(knobs))}")
+    values = dict(spec.profiles[profile])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    validated = {key: knobs[key].validate(key, value) for key, value in values.items()}
+    return Config(chapter, profile, validated)
+
+
+def parse_assignments(chapter: str, assignments: Sequence[str]) -> dict[str, Any]:
+    """Parse ``["key=value", ...]`` from the command line using each knob's type.
+
+    Raises ``ValueError`` on a malformed assignment or an unknown key.
+    """
+    knobs = chapter_spec(chapter).all_knobs()
+    parsed: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} is not allowed; expected key=value")
+        if key not in knobs:
+            raise ValueError(f"unknown parameter {key!r} for chapter {chapter!r}; "
+                             f"allowed: {', '.join(sorted(knobs))}")
+        parsed[key] = knobs[key].parse(text.strip())
+    return parsed

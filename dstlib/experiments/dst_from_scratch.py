@@ -1,0 +1,133 @@
+"""Chapter 1, "Dynamic sparse training from scratch": dense vs static sparse vs SET vs RigL.
+
+Each run trains one network with one method at one density and one seed, and records the test
+accuracy, the realised density, the ITOP rate per epoch (the fraction of weights that were active at
+least once, Liu et al. 2021) and the training/inference FLOPs. For the sparsest RigL and SET runs of
+the first seed it also keeps the mask of one layer after every epoch (for the mask-evolution figure).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from dstlib import data, models
+from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.experiments.common import SPARSITY_KNOBS, ChapterResult, Run, engine_factory, grid
+from dstlib.results import make_record
+from dstlib.sparse.flops import flops
+from dstlib.train import fit, pick_device
+
+CHAPTER_METHODS = ("dense", "static", "set", "rigl")
+
+KNOBS = {
+    "dataset": Knob("training data: sklearn digits (offline) or CIFAR-10 (download)", str,
+                    choices=("digits", "cifar10")),
+    "image_size": Knob("side of the digit images in pixels (digits only)", int, choices=(8, 16, 32)),
+    "model": Knob("network, from dstlib.models", str, choices=("cnn_small", "resnet20", "resnet32", "wrn22_2")),
+    "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True),
+    "densities": Knob("fractions of weights kept in the sparse layers", float, low=0.0, high=1.0,
+                      low_open=True, is_list=True),
+    "epochs": Knob("training epochs per run", int, low=1),
+    "batch_size": Knob("mini-batch size", int, low=1),
+    "lr": Knob("peak learning rate of SGD with Nesterov momentum, cosine-annealed", float, low=0.0, low_open=True),
+    "weight_decay": Knob("L2 weight decay", float, low=0.0),
+    "download": Knob("allow downloading real datasets (CIFAR-10)", bool),
+    **SPARSITY_KNOBS,
+}
+
+_COMMON = {"device": "auto", "out_dir": None, "progress": False, "methods": list(CHAPTER_METHODS),
+           "distribution": "erk", "weight_decay": 5e-4, "drop_fraction": 0.3}
+
+SPEC = ChapterSpec(
+    name="dst_from_scratch",
+    title="Dynamic sparse training from scratch",
+    notebook="book/01_dst_from_scratch.ipynb",
+    paper="evci2020rigl",
+    knobs=KNOBS,
+    profiles={
+        "smoke": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_small", "densities": [0.5, 0.1],
+                  "seeds": [0], "epochs": 2, "batch_size": 64, "lr": 0.05, "update_every": 10, "download": False},
+        "tutorial": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_small",
+                     "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 12, "batch_size": 64,
+                     "lr": 0.05, "update_every": 20, "download": False},
+        # RigL (Evci et al. 2020) on CIFAR-10: WideResNet-22-2, batch 128, 250 epochs, dT = 100, drop 0.3
+        # cosine-annealed until 75% of training, ERK densities.
+        "paper": {**_COMMON, "dataset": "cifar10", "image_size": 32, "model": "wrn22_2",
+                  "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 250, "batch_size": 128,
+                  "lr": 0.1, "update_every": 100, "download": True},
+    },
+)
+
+
+def load_data(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
+    """Train and test splits of the configured dataset."""
+    if config.dataset == "digits":
+        options = {"size": config.image_size}
+        return (data.load("digits", "train", **options), data.load("digits", "test", **options))
+    return (data.load(config.dataset, "train", download=config.download),
+            data.load(config.dataset, "test", download=config.download))
+
+
+def snapshot_layer(engine: Any) -> str:
+    """The sparse layer whose mask the chapter animates: the middle one of the engine's layers."""
+    names = list(engine.masks)
+    return names[len(names) // 2]
+
+
+def train_one(run: Run, config: Config, train_set, test_set, snapshot: bool) -> tuple[dict[str, Any], dict]:
+    """Train one run; return its record and (if ``snapshot``) the per-epoch masks of one layer."""
+    in_channels, num_classes = train_set.tensors[0].shape[1], int(train_set.tensors[1].max()) + 1
+    model = models.build(config.model, in_channels=in_channels, num_classes=num_classes)
+    masks: list[torch.Tensor] = []
+
+    def on_epoch_end(epoch: int, net: torch.nn.Module, engine: Any) -> dict[str, Any]:
+        if engine is None:
+            return {}
+        if snapshot:
+            masks.append(engine.masks[snapshot_layer(engine)].detach().cpu().clone())
+        return {"itop_rate": float(engine.itop_rate)}
+
+    started = time.perf_counter()
+    fitted = fit(model, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                 weight_decay=config.weight_decay, sparsity=engine_factory(run.method, run.density, config, run.seed),
+                 eval_data=test_set, on_epoch_end=on_epoch_end, seed=run.seed, device=config.device,
+                 progress=config.progress)
+    final = fitted.history[-1]
+    example = train_set.tensors[0][:1].to(pick_device(config.device))
+    cost = flops(fitted.model, example, engine=fitted.engine)
+    metrics = {
+        "test_accuracy": final["test_accuracy"],
+        "train_loss": final["train_loss"],
+        "itop_rate": final.get("itop_rate", float("nan")),
+        "realised_density": fitted.engine.density if fitted.engine is not None else 1.0,
+        "inference_flops": cost.sparse_forward,
+        "train_flops_per_step": cost.training_step,
+        "dense_inference_flops": cost.dense_forward,
+    }
+    record = make_record(chapter=SPEC.name, profile=config.profile, params=run.params(), metrics=metrics,
+                         history=fitted.history, wall_time_s=time.perf_counter() - started, config=config.to_dict(),
+                         device=pick_device(config.device))
+    extra = {"layer": snapshot_layer(fitted.engine), "masks": masks} if snapshot and fitted.engine else {}
+    return record, extra
+
+
+def run(config: Config) -> ChapterResult:
+    """Train every (method, density, seed) of ``config`` and return the records plus mask snapshots.
+
+    ``extras["mask_snapshots"][method]`` holds ``{"layer": name, "masks": [bool tensor per epoch]}`` for
+    SET and RigL at the lowest density and the first seed.
+    """
+    train_set, test_set = load_data(config)
+    result = ChapterResult(config)
+    result.extras["mask_snapshots"] = {}
+    sparsest, first_seed = min(config.densities), config.seeds[0]
+    for run_ in grid(config.methods, config.densities, config.seeds):
+        snapshot = run_.method in ("set", "rigl") and run_.density == sparsest and run_.seed == first_seed
+        record, extra = train_one(run_, config, train_set, test_set, snapshot)
+        result.add(record)
+        if extra:
+            result.extras["mask_snapshots"][run_.method] = extra
+    return result

@@ -1,0 +1,54 @@
+"""The DST engine: sparse training of any PyTorch model with any optimizer and any training loop.
+
+One call builds a method; one call per optimizer step drives it::
+
+    import dstlib.sparse as sp
+    engine = sp.RigL(model, optimizer, density=0.1, total_steps=10_000)   # or SET, MEST, GraNet, GMP, Static
+    for x, y in loader:
+        optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
+        engine.step()                      # True when the topology changed
+    engine.report()                        # per-layer DataFrame; attrs: density, itop_rate, memory_bytes
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "engine": engine.state_dict()}, path)   # masks are buffers: "conv1.weight_mask"
+
+Modules: :mod:`~dstlib.sparse.engine` (``SparseEngine``), :mod:`~dstlib.sparse.presets`,
+:mod:`~dstlib.sparse.selection`, :mod:`~dstlib.sparse.distributions`, :mod:`~dstlib.sparse.criteria`,
+:mod:`~dstlib.sparse.schedules`, :mod:`~dstlib.sparse.granularity`, :mod:`~dstlib.sparse.metrics`,
+:mod:`~dstlib.sparse.distributed`.
+"""
+
+from dstlib.sparse.distributions import DISTRIBUTIONS, allocate, layer_densities
+from dstlib.sparse.engine import GROW_RULES, PRUNE_RULES, SparseEngine
+from dstlib.sparse.granularity import GRANULARITIES, Element, Kernel, RegionGroups
+from dstlib.sparse.metrics import itop_rate
+from dstlib.sparse.presets import GMP, MEST, METHODS, SET, GraNet, RigL, Static, create
+from dstlib.sparse.schedules import DropFraction, cubic_density
+from dstlib.sparse.selection import DEFAULT_SPARSE_TYPES, sparse_parameters
+
+__all__ = [
+    "DEFAULT_SPARSE_TYPES",
+    "DISTRIBUTIONS",
+    "GMP",
+    "GRANULARITIES",
+    "GROW_RULES",
+    "MEST",
+    "METHODS",
+    "PRUNE_RULES",
+    "SET",
+    "DropFraction",
+    "Element",
+    "GraNet",
+    "Kernel",
+    "RegionGroups",
+    "RigL",
+    "SparseEngine",
+    "Static",
+    "allocate",
+    "create",
+    "cubic_density",
+    "itop_rate",
+    "layer_densities",
+    "sparse_parameters",
+]
+
+# ---- prune-at-init, FLOPs and CSR export (modules prune_at_init, flops, export): wired below ----

@@ -1,0 +1,734 @@
+"""The sparsity engine: masks kept as module buffers, enforced after every optimizer step, updated on
+schedule.
+
+Usage with any training loop and any ``torch.optim`` optimizer::
+
+    engine = dstlib.sparse.RigL(model, optimizer, density=0.1, total_steps=10_000)
+    for x, y in loader:
+        optimizer.zero_grad()            # before backward, as usual: the dense gradient must survive
+        loss_fn(model(x), y).backward()  # until engine.step() (RigL grows where |grad| is largest)
+        optimizer.step()                 # a post-hook zeroes pruned weights and their optimizer state
+        engine.step()                    # topology update when one is due; True if it happened
+
+How ``engine.step()`` knows an optimizer step happened: the engine registers an optimizer *step post-hook*
+that counts real optimizer steps and re-applies the masks. ``GradScaler.step`` does not call
+``optimizer.step()`` when gradients are non-finite, so a skipped step neither counts nor triggers an update;
+``engine.step()`` does nothing when no optimizer step happened since its last call.
+
+Masks are persistent buffers named ``<param>_mask`` on the owning module (``conv1.weight_mask`` beside the
+unchanged ``conv1.weight``), in the weight's dtype (so the per-step masking is one ``torch._foreach_mul_``
+over all sparse weights and their optimizer state). They follow ``.to(device)`` and land in
+``model.state_dict()``. Gradients are not masked: after ``optimizer.step()`` the weights are zeroed in place.
+
+Counting: ``t`` is the number of optimizer steps taken. A topology update happens at every ``t`` that is a
+multiple of ``update_every``; its prune-and-regrow part only while ``update_begin <= t < update_end``, its
+gradual-pruning part (GraNet, GMP) from ``prune_begin`` on until the final density is reached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from dstlib.sparse import criteria, distributed
+from dstlib.sparse.distributions import (
+    Distribution,
+    allocate,
+    check_density,
+    check_distribution,
+    layer_densities,
+)
+from dstlib.sparse.granularity import Element, make_granularity
+from dstlib.sparse.metrics import itop_rate, layer_report, tensor_bytes
+from dstlib.sparse.schedules import DropFraction, cubic_density
+from dstlib.sparse.selection import Pattern, owner, sparse_parameters, unwrap
+
+PRUNE_RULES = ("magnitude", "set", "mest")
+"""``prune=`` values: smallest ``|w|`` (RigL), SET's sign-aware rule, MEST's ``|w| + lambda |g|``."""
+GROW_RULES = ("random", "gradient", "momentum")
+"""``grow=`` values: uniform random (SET), largest ``|grad|`` (RigL), largest ``|EMA of grad|`` (momentum)."""
+MASK_SUFFIX = "_mask"
+GENERATOR_SALT = 0x5EED_D57
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
+    return value
+
+
+def _check_real(name: str, value: object, low: float, high: float, *, high_open: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+    if not ok or (high_open and value == high):
+        raise ValueError(f"{name}={value!r}: must be a number in [{low}, {high}{')' if high_open else ']'}")
+    return float(value)
+
+
+@dataclass
+class _Layer:
+    """One sparse parameter: where it lives and the active-unit count of each of its groups."""
+
+    name: str
+    module: nn.Module
+    attr: str
+    groups: list[slice]
+    counts: list[int]
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.module._parameters[self.attr]
+
+    @property
+    def mask(self) -> Tensor:
+        return self.module._buffers[self.attr + MASK_SUFFIX]
+
+
+class SparseEngine:
+    """Dynamic (or static) sparse training of a model's weights, driven by ``engine.step()``.
+
+    Presets (:class:`~dstlib.sparse.SET`, :class:`~dstlib.sparse.RigL`, ...) fix ``prune``, ``grow`` and
+    the schedules; use this class directly for other combinations.
+
+    Args:
+        model: the network; a DDP / ``torch.compile`` wrapper is unwrapped (names are the inner module's).
+        optimizer: any ``torch.optim.Optimizer`` holding every sparse parameter.
+        density: fraction of weights kept in the sparse layers, in ``(0, 1]`` (the *final* density with
+            gradual pruning); ``None`` only with a custom ``distribution`` map or fixed ``masks``.
+        distribution: ``"uniform"``, ``"er"``, ``"erk"`` or ``{name: density}``
+            (see :mod:`dstlib.sparse.distributions`).
+        power_scale: ER/ERK exponent (1 = the papers').
+        prune: ``"magnitude"``, ``"set"``, ``"mest"`` or ``None`` (no prune-and-regrow), see
+            :data:`PRUNE_RULES`.
+        grow: ``"random"``, ``"gradient"``, ``"momentum"`` or ``None`` (with ``prune=None``), see
+            :data:`GROW_RULES`.
+        granularity: ``"element"``, ``"kernel"``, ``"region"`` or a granularity object
+            (:mod:`dstlib.sparse.granularity`).
+        update_every: optimizer steps between topology updates (default 100).
+        update_every_epochs, steps_per_epoch: alternative to ``update_every`` (``round(E * S)`` steps).
+        total_steps: optimizer steps of the whole run; required unless the engine is static.
+        update_begin, update_end: prune-and-regrow window ``[begin, end)`` in steps; ``update_end`` defaults
+            to ``0.75 * total_steps`` (RigL); no prune-and-regrow at or after it.
+        drop_fraction: fraction of a group's active units replaced per update (at ``update_begin``).
+        drop_schedule: ``"constant"``, ``"cosine"`` or ``"linear"`` decay to ``drop_fraction_min`` at
+            ``update_end`` (:class:`~dstlib.sparse.schedules.DropFraction`).
+        drop_fraction_min: floor of the decay (the forks' ``eta_min``, 0.005 or 0.001; RigL 0).
+        grow_init: value of regrown weights (their optimizer state is zeroed); default 0.
+        unfired_first: ITOP's regrow-unfired-first: never-active positions are grown before others.
+        grad_steps: optimizer steps whose dense gradients feed the gradient scores of an update (mean, or EMA
+            for ``grow="momentum"``); default 1 (the current mini-batch), 20 for ``"momentum"``.
+        momentum: EMA coefficient of ``grow="momentum"``: ``m <- momentum * m + (1 - momentum) * g``.
+        grad_coefficient: MEST's ``lambda`` in ``|w| + lambda * |g|``.
+        memory_bound: MEST's soft memory bound ``b``: each update first grows ``round(b * n)`` extra units
+            (``n`` = active units of the group), then prunes ``drop_count + round(b * n)`` by the MEST score
+            (freshly grown units included), then grows back to ``n``. 0 = prune first (plain MEST).
+        init_density: gradual pruning (GraNet, GMP): start at this density (distributed as ``distribution``)
+            and prune globally by magnitude, on the cubic schedule, to ``density``. ``None`` = no gradual
+            pruning.
+        prune_begin, prune_end: cubic schedule window in steps; ``prune_end`` defaults to
+            ``0.75 * total_steps``.
+        masks: fixed initial masks ``{name: bool tensor shaped like the weight}``; their keys define the
+            sparse parameters (``include`` and friends are then not allowed). A ``density`` given with them
+            must match their global density to within one weight per layer.
+        include, exclude, dense_first, dense_last: which parameters are sparse
+            (:func:`~dstlib.sparse.selection.sparse_parameters`).
+        seed: seeds the engine's CPU ``torch.Generator`` (identical on every rank) used for random draws.
+
+    Raises:
+        ValueError: any bad argument, before the model or optimizer is touched.
+
+    Attributes:
+        model: the (unwrapped) model. optimizer: the optimizer. granularity: the granularity object.
+        update_every: steps between updates.
+        drop_fraction: the ``DropFraction`` schedule (``None`` without prune-and-regrow).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        density: float | None,
+        distribution: Distribution = "erk",
+        power_scale: float = 1.0,
+        prune: str | None = "magnitude",
+        grow: str | None = "gradient",
+        granularity: str | Element = "element",
+        update_every: int | None = None,
+        update_every_epochs: float | None = None,
+        steps_per_epoch: int | None = None,
+        total_steps: int | None = None,
+        update_begin: int = 0,
+        update_end: int | None = None,
+        drop_fraction: float = 0.3,
+        drop_schedule: str = "cosine",
+        drop_fraction_min: float = 0.0,
+        grow_init: float = 0.0,
+        unfired_first: bool = False,
+        grad_steps: int | None = None,
+        momentum: float = 0.9,
+        grad_coefficient: float = 1.0,
+        memory_bound: float = 0.0,
+        init_density: float | None = None,
+        prune_begin: int = 0,
+        prune_end: int | None = None,
+        masks: Mapping[str, Tensor] | None = None,
+        include: Sequence[Pattern] | None = None,
+        exclude: Sequence[Pattern] | None = None,
+        dense_first: bool = False,
+        dense_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        # ---- validate everything before touching the model ----
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model={type(model).__name__}: must be a torch.nn.Module")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer={type(optimizer).__name__}: must be a torch.optim.Optimizer")
+        if masks is not None:
+            if density is not None:
+                check_density("density", density)
+            if include is not None or exclude is not None or dense_first or dense_last:
+                raise ValueError(
+                    "masks: the keys of fixed masks select the sparse parameters; drop include/"
+                    "exclude/dense_first/dense_last"
+                )
+        elif density is None:
+            if not isinstance(distribution, Mapping):
+                raise ValueError("density=None: a density in (0, 1] is required (or a {name: density} map)")
+        else:
+            check_density("density", density)
+        check_distribution(distribution)
+        _check_real("power_scale", power_scale, 0.0, math.inf)
+        if prune not in (*PRUNE_RULES, None):
+            raise ValueError(f"prune={prune!r}: allowed are {', '.join(PRUNE_RULES)} or None")
+        if grow not in (*GROW_RULES, None):
+            raise ValueError(f"grow={grow!r}: allowed are {', '.join(GROW_RULES)} or None")
+        if (prune is None) != (grow is None):
+            raise ValueError(
+                f"prune={prune!r}, grow={grow!r}: prune-and-regrow needs both rules (or neither)"
+            )
+        self.granularity = make_granularity(granularity)
+        if update_every_epochs is not None or steps_per_epoch is not None:
+            if update_every is not None:
+                raise ValueError(
+                    "update_every: give either update_every or update_every_epochs/steps_per_epoch"
+                )
+            _check_real("update_every_epochs", update_every_epochs, 1e-12, math.inf)
+            _check_int("steps_per_epoch", steps_per_epoch, 1)
+            update_every = max(1, round(update_every_epochs * steps_per_epoch))
+        self.update_every = _check_int("update_every", 100 if update_every is None else update_every, 1)
+        gradual = init_density is not None
+        dynamic = prune is not None or gradual
+        if dynamic:
+            _check_int("total_steps", total_steps, 1)
+        elif total_steps is not None:
+            _check_int("total_steps", total_steps, 1)
+        self.total_steps = total_steps
+        self.drop_fraction = None
+        if prune is not None:
+            end = int(0.75 * total_steps) if update_end is None else _check_int("update_end", update_end, 1)
+            _check_int("update_begin", update_begin, 0)
+            _check_real("drop_fraction", drop_fraction, 0.0, 1.0)
+            self.drop_fraction = DropFraction(
+                drop_fraction, drop_schedule, update_begin, end, drop_fraction_min
+            )
+        self.grow_init = _check_real("grow_init", grow_init, -math.inf, math.inf)
+        if not math.isfinite(self.grow_init):
+            raise ValueError(f"grow_init={grow_init!r}: must be finite")
+        if grad_steps is None:
+            grad_steps = 20 if grow == "momentum" else 1
+        self.grad_steps = _check_int("grad_steps", grad_steps, 1)
+        self.momentum = _check_real("momentum", momentum, 0.0, 1.0, high_open=True)
+        self.grad_coefficient = _check_real("grad_coefficient", grad_coefficient, 0.0, math.inf)
+        self.memory_bound = _check_real("memory_bound", memory_bound, 0.0, math.inf)
+        if self.memory_bound > 0 and prune != "mest":
+            raise ValueError(f"memory_bound={memory_bound!r}: the soft memory bound needs prune='mest'")
+        self.final_density = density
+        self.init_density = None
+        if gradual:
+            if density is None:
+                raise ValueError("density=None: gradual pruning (init_density) needs a final density")
+            self.init_density = check_density("init_density", init_density)
+            if self.init_density < density:
+                raise ValueError(f"init_density={init_density!r}: must be >= density={density!r}")
+            _check_int("prune_begin", prune_begin, 0)
+            self.prune_begin = prune_begin
+            self.prune_end = int(0.75 * total_steps) if prune_end is None else prune_end
+            cubic_density(0, 1.0, 1.0, self.prune_begin, self.prune_end)  # validates begin < end
+        self.prune, self.grow, self.unfired_first = prune, grow, bool(unfired_first)
+        self._seed = _check_int("seed", seed, -(2**63))
+
+        # ---- which parameters, and whether the optimizer holds them ----
+        self.model = unwrap(model)
+        if masks is not None:
+            params = self._params_for_masks(masks)
+        else:
+            params = sparse_parameters(
+                self.model, include=include, exclude=exclude, dense_first=dense_first, dense_last=dense_last
+            )
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [name for name, p in params.items() if id(p) not in held]
+        if missing:
+            raise ValueError(
+                f"optimizer does not hold the sparse parameters {missing}; build it from "
+                "model.parameters() (the same model that is passed to the engine)"
+            )
+        for name, param in params.items():
+            self.granularity.check(name, param.shape)
+            module, attr = owner(self.model, name)
+            if hasattr(module, attr + MASK_SUFFIX):
+                raise ValueError(
+                    f"{name!r} already has a {attr + MASK_SUFFIX!r} attribute: is another engine "
+                    "managing this model? Call its remove() first"
+                )
+        if masks is None:
+            check_distribution(distribution, list(params))
+        self.optimizer = optimizer
+
+        # ---- initial masks ----
+        self._generator = torch.Generator()
+        # Salted: a generator seeded with ``seed`` itself replays the stream ``torch.manual_seed(seed)`` gave
+        # the model's initialisation, and "random" masks would then keep exactly the largest initial weights.
+        self._generator.manual_seed(self._sync_seed(self._seed) * 1_000_003 + GENERATOR_SALT)
+        self._layers = [
+            _Layer(name, *owner(self.model, name), self.granularity.groups(self._unit_shape(p)), [])
+            for name, p in params.items()
+        ]
+        if masks is not None:
+            initial = [masks[layer.name].to(layer.weight.device).bool() for layer in self._layers]
+            self._check_masks_density(initial, density)
+        else:
+            start = self.init_density if gradual else density
+            initial = self._initial_masks(distribution, start, power_scale)
+        distributed.broadcast_(initial)
+        for layer, mask in zip(self._layers, initial, strict=True):
+            weight = layer.weight
+            dtype = weight.dtype if weight.is_floating_point() else torch.float32
+            layer.module.register_buffer(layer.attr + MASK_SUFFIX, mask.to(dtype), persistent=True)
+        self._recount()
+        self._unit_sizes = [self.granularity.unit_size(layer.weight.shape) for layer in self._layers]
+        self._capacity = sum(cap * self._unit_sizes[i] for (i, _), cap in self._capacities().items())
+        self._fired = [mask.clone() for mask in initial]
+        self._optimizer_steps = 0
+        self._engine_steps = 0
+        self._needs_grad = prune == "mest" or grow in ("gradient", "momentum")
+        self._accumulators: list[Tensor] | None = None
+        self._accumulated = 0
+        if self._needs_grad and self.grad_steps > 1:
+            self._accumulators = [torch.zeros_like(layer.weight) for layer in self._layers]
+        self._ignore_in_ddp(True)
+        self.apply_masks()
+        self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _params_for_masks(self, masks: Mapping[str, Tensor]) -> dict[str, nn.Parameter]:
+        named = dict(self.model.named_parameters())
+        if not masks:
+            raise ValueError("masks={}: nothing to sparsify")
+        params = {}
+        for name, mask in masks.items():
+            if name not in named:
+                raise ValueError(f"masks: {name!r} is not a parameter of {type(self.model).__name__}")
+            if tuple(mask.shape) != tuple(named[name].shape):
+                raise ValueError(
+                    f"masks[{name!r}] has shape {tuple(mask.shape)}, the parameter {tuple(named[name].shape)}"
+                )
+            params[name] = named[name]
+        return params
+
+    def _check_masks_density(self, masks: Sequence[Tensor], density: float | None) -> None:
+        if density is None:
+            return
+        nnz, total = sum(int(m.sum().item()) for m in masks), sum(m.numel() for m in masks)
+        if abs(nnz - density * total) > len(masks):
+            raise ValueError(
+                f"density={density!r} does not match the given masks (their density is {nnz / total:.6f}); "
+                "pass density=None or masks at that density"
+            )
+
+    def _unit_shape(self, weight: Tensor) -> tuple[int, ...]:
+        return tuple(self.granularity.to_units(torch.empty(weight.shape, device="meta")).shape)
+
+    def _blocks(self):
+        """Yield ``(layer index, group index, rows, block shape)`` for every group of every layer."""
+        for i, layer in enumerate(self._layers):
+            unit_shape = self._unit_shape(layer.weight)
+            for g, rows in enumerate(layer.groups):
+                yield i, g, rows, (rows.stop - rows.start, *unit_shape[1:])
+
+    def _capacities(self) -> dict[tuple[int, int], int]:
+        return {(i, g): self.granularity.capacity(shape, g) for i, g, _, shape in self._blocks()}
+
+    def _initial_masks(self, distribution: Distribution, density: float | None, power_scale: float):
+        shapes = {layer.name: tuple(layer.weight.shape) for layer in self._layers}
+        densities = layer_densities(shapes, density, distribution, power_scale=power_scale)
+        capacities = self._capacities()
+        targets = {(i, g): densities[self._layers[i].name] * cap for (i, g), cap in capacities.items()}
+        counts = allocate(targets, capacities)
+        units = [
+            torch.zeros(self._unit_shape(layer.weight), dtype=torch.bool, device=layer.weight.device)
+            for layer in self._layers
+        ]
+        for i, g, rows, shape in self._blocks():
+            device = units[i].device
+            scores = self.granularity.init_scores(shape, g, self._generator, device)
+            allowed = self.granularity.allowed(shape, g, device)
+            units[i][rows] = criteria.grow_highest(scores, units[i][rows], counts[i, g], allowed)
+        return [self._expand(unit, layer) for unit, layer in zip(units, self._layers, strict=True)]
+
+    def _expand(self, unit_mask: Tensor, layer: _Layer) -> Tensor:
+        return self.granularity.expand(unit_mask, layer.weight.shape).contiguous()
+
+    def _sync_seed(self, seed: int) -> int:
+        if not distributed.is_distributed():
+            return seed
+        value = torch.tensor([float(seed)], dtype=torch.float64)
+        distributed.broadcast_([value])
+        return int(value.item())
+
+    def _recount(self, units: Sequence[Tensor] | None = None) -> None:
+        for i, layer in enumerate(self._layers):
+            unit = self.granularity.unit_mask(layer.mask) if units is None else units[i]
+            layer.counts = [int(unit[rows].sum().item()) for rows in layer.groups]
+
+    def _ignore_in_ddp(self, ignore: bool) -> None:
+        """Keep DDP from re-broadcasting the masks at every forward: the engine syncs them itself, once per
+        update. Applies to a DDP wrapper built after the engine."""
+        ours = {f"{layer.name}{MASK_SUFFIX}" for layer in self._layers}
+        current = set(getattr(self.model, "_ddp_params_and_buffers_to_ignore", ()))
+        names = sorted(current | ours) if ignore else sorted(current - ours)
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, names)
+
+    # ------------------------------------------------------------------ per step
+    def _state_tensors(self, weight: Tensor) -> list[Tensor]:
+        state = self.optimizer.state.get(weight)
+        if not state:
+            return []
+        return [v for v in state.values() if isinstance(v, Tensor) and v.shape == weight.shape]
+
+    def apply_masks(self) -> None:
+        """Zero the pruned weights and, at the same positions, every optimizer state tensor shaped like a
+        weight (SGD momentum, Adam/AdamW moments, ...), in one ``torch._foreach_mul_``. Called automatically
+        after every optimizer step; call it yourself after editing weights by hand."""
+        tensors, masks = [], []
+        for layer in self._layers:
+            weight, mask = layer.weight, layer.mask
+            tensors.append(weight)
+            masks.append(mask)
+            for state in self._state_tensors(weight):
+                tensors.append(state)
+                masks.append(mask)
+        with torch.no_grad():
+            torch._foreach_mul_(tensors, masks)
+
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        self._optimizer_steps += 1
+        self.apply_masks()
+        if self._accumulators is not None and self._in_grad_window(self._optimizer_steps):
+            self._accumulate()
+
+    def _in_grad_window(self, t: int) -> bool:
+        upcoming = -(-t // self.update_every) * self.update_every
+        return upcoming - t < self.grad_steps and self.drop_fraction.active(upcoming)
+
+    def _follow_devices(self) -> None:
+        """Move the engine's own tensors to their weights' devices (after ``model.to(device)``)."""
+        for i, layer in enumerate(self._layers):
+            device = layer.weight.device
+            if self._fired[i].device != device:
+                self._fired[i] = self._fired[i].to(device)
+            if self._accumulators is not None and self._accumulators[i].device != device:
+                self._accumulators[i] = self._accumulators[i].to(device)
+
+    def _accumulate(self) -> None:
+        self._follow_devices()
+        pairs = [
+            (acc, layer.weight.grad)
+            for acc, layer in zip(self._accumulators, self._layers, strict=True)
+            if layer.weight.grad is not None
+        ]
+        if not pairs:
+            return
+        accumulators, grads = map(list, zip(*pairs, strict=True))
+        decay, weight = (self.momentum, 1 - self.momentum) if self.grow == "momentum" else (1.0, 1.0)
+        with torch.no_grad():
+            torch._foreach_mul_(accumulators, decay)
+            torch._foreach_add_(accumulators, grads, alpha=weight)
+        self._accumulated += 1
+
+    def step(self) -> bool:
+        """Call once after each ``optimizer.step()``. Updates the topology when one is due.
+
+        Returns:
+            True if the masks were updated at this call. False when nothing was due, or when no optimizer
+            step happened since the last call (e.g. ``GradScaler`` skipped it).
+        """
+        if self._engine_steps == self._optimizer_steps:
+            return False
+        previous, self._engine_steps = self._engine_steps, self._optimizer_steps
+        t = self._engine_steps - self._engine_steps % self.update_every
+        if t <= previous:
+            return False
+        return self._update(t)
+
+    # ------------------------------------------------------------------ topology update
+    def _active_weights(self) -> int:
+        sizes = self._unit_sizes
+        return sum(sum(layer.counts) * size for layer, size in zip(self._layers, sizes, strict=True))
+
+    def _gradual_drop(self, t: int) -> int:
+        """Weights the cubic schedule asks to prune at step ``t``: active weights minus
+        ``round(cubic_density(t) * capacity)`` (capacity = all weights, or all region weights); 0 if none."""
+        if self.init_density is None or t < self.prune_begin:
+            return 0
+        density = cubic_density(t, self.init_density, self.final_density, self.prune_begin, self.prune_end)
+        return max(0, self._active_weights() - round(density * self._capacity))
+
+    def _gradients(self) -> list[Tensor]:
+        if self._accumulators is not None and self._accumulated > 0:
+            norm = (1 - self.momentum**self._accumulated) if self.grow == "momentum" else self._accumulated
+            grads = [acc / norm for acc in self._accumulators]
+        else:
+            if all(layer.weight.grad is None for layer in self._layers):
+                raise RuntimeError(
+                    f"prune={self.prune!r}/grow={self.grow!r} needs the dense gradient, but every .grad is "
+                    "None: call engine.step() right after optimizer.step(), zero gradients before backward()"
+                )
+            grads = [
+                torch.zeros_like(layer.weight) if layer.weight.grad is None else layer.weight.grad
+                for layer in self._layers
+            ]
+            if distributed.is_distributed():
+                grads = [g.clone() for g in grads]
+        distributed.all_reduce_mean_(grads)
+        return grads
+
+    def _grow(
+        self, mask: Tensor, n: int, grad: Tensor | None, allowed: Tensor | None, unfired: Tensor | None
+    ) -> Tensor:
+        if self.grow == "random":
+            scores = criteria.random_scores(mask.shape, self._generator, mask.device)
+        else:
+            scores = grad
+        if unfired is not None:
+            scores = criteria.prefer(scores, unfired)
+        return criteria.grow_highest(scores, mask, n, allowed)
+
+    def _exchange(
+        self,
+        mask: Tensor,
+        n_active: int,
+        fraction: float,
+        weight: Tensor,
+        grad: Tensor | None,
+        allowed: Tensor | None,
+        unfired: Tensor | None,
+    ) -> Tensor:
+        """Prune-and-regrow inside one group (unit tensors of the group's shape, ``n_active`` of them
+        active); the count is unchanged."""
+        if self.prune == "set":
+            pruned = criteria.set_prune(weight, mask, fraction)
+            n_kept = int(pruned.sum().item())
+        else:
+            n_drop = criteria.drop_count(fraction, n_active)
+            n_now = n_active
+            if self.memory_bound > 0:
+                mask = self._grow(mask, round(self.memory_bound * n_active), grad, allowed, unfired)
+                n_now = int(mask.sum().item())
+                n_drop += n_now - n_active
+            scores = weight.abs()
+            if self.prune == "mest":
+                scores = criteria.mest_score(weight, grad, self.grad_coefficient)
+            pruned = criteria.drop_lowest(scores, mask, n_drop)
+            n_kept = n_now - n_drop
+        return self._grow(pruned, n_active - n_kept, grad, allowed, unfired)
+
+    def _exchange_layer(
+        self, layer: _Layer, unit_mask: Tensor, fraction: float, grad: Tensor | None, fired: Tensor
+    ) -> Tensor:
+        weight = layer.weight.detach()
+        to_units = self.granularity.to_units
+        # SET reads signs; the other rules magnitudes (same ranking; kernels average over their taps)
+        unit_weight = to_units(weight) if self.prune == "set" else to_units(weight.abs())
+        unit_grad = None if grad is None else to_units(grad.abs())
+        unfired = ~self.granularity.unit_mask(fired) if self.unfired_first else None
+        out = unit_mask.clone()
+        for g, rows in enumerate(layer.groups):
+            allowed = self.granularity.allowed(out[rows].shape, g, out.device)
+            out[rows] = self._exchange(
+                out[rows],
+                layer.counts[g],
+                fraction,
+                unit_weight[rows],
+                None if unit_grad is None else unit_grad[rows],
+                allowed,
+                None if unfired is None else unfired[rows],
+            )
+        return out
+
+    def _update(self, t: int) -> bool:
+        n_prune = self._gradual_drop(t)
+        fraction = self.drop_fraction(t) if self.drop_fraction is not None else 0.0
+        if n_prune == 0 and fraction == 0.0:
+            return False
+        self._follow_devices()
+        with torch.no_grad():
+            old = [layer.mask.bool() for layer in self._layers]
+            units = [self.granularity.unit_mask(mask) for mask in old]
+            if n_prune > 0:
+                scores = [self.granularity.to_units(layer.weight.detach().abs()) for layer in self._layers]
+                units = criteria.global_drop_lowest(scores, units, n_prune, self._unit_sizes)
+                self._recount(units)
+            if fraction > 0:
+                grads = self._gradients() if self._needs_grad else [None] * len(self._layers)
+                units = [
+                    self._exchange_layer(layer, unit, fraction, grad, fired)
+                    for layer, unit, grad, fired in zip(self._layers, units, grads, self._fired, strict=True)
+                ]
+            new = [self._expand(unit, layer) for unit, layer in zip(units, self._layers, strict=True)]
+            distributed.broadcast_(new)
+            self._commit(old, new)
+        return True
+
+    def _commit(self, old: Sequence[Tensor], new: Sequence[Tensor]) -> None:
+        """Write the new masks; zero pruned *and* regrown positions of the weights and of every optimizer
+        state tensor shaped like a weight (one foreach call), then set regrown weights to ``grow_init``."""
+        tensors, factors = [], []
+        for i, layer in enumerate(self._layers):
+            mask = layer.mask
+            mask.copy_(new[i])
+            kept = (old[i] & new[i]).to(mask.dtype)
+            for tensor in (layer.weight, *self._state_tensors(layer.weight)):
+                tensors.append(tensor)
+                factors.append(kept)
+            self._fired[i] |= new[i]
+        torch._foreach_mul_(tensors, factors)
+        if self.grow_init != 0:
+            for i, layer in enumerate(self._layers):
+                layer.weight.detach().masked_fill_(new[i] & ~old[i], self.grow_init)
+        if self._accumulators is not None:
+            for acc in self._accumulators:
+                acc.zero_()
+            self._accumulated = 0
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def masks(self) -> dict[str, Tensor]:
+        """``{parameter name: bool mask shaped like the weight}`` (copies; ``True`` = active)."""
+        return {layer.name: layer.mask.bool() for layer in self._layers}
+
+    @property
+    def fired_masks(self) -> dict[str, Tensor]:
+        """``{parameter name: bool}``: positions active at any time so far (ITOP bookkeeping; copies)."""
+        return {layer.name: fired.clone() for layer, fired in zip(self._layers, self._fired, strict=True)}
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken since the engine was built (skipped AMP steps excluded)."""
+        return self._optimizer_steps
+
+    @property
+    def density(self) -> float:
+        """Current fraction of active weights over all sparse layers."""
+        nnz = sum(int(layer.mask.count_nonzero().item()) for layer in self._layers)
+        return nnz / sum(layer.weight.numel() for layer in self._layers)
+
+    @property
+    def itop_rate(self) -> float:
+        """Fraction of sparse-layer weights ever active (Liu et al. 2021's ITOP rate)."""
+        return itop_rate(self.fired_masks)
+
+    def memory_bytes(self) -> int:
+        """Bytes the engine adds to training: mask buffers, fired masks and gradient accumulators."""
+        tensors = [layer.mask for layer in self._layers] + list(self._fired) + list(self._accumulators or [])
+        return tensor_bytes(tensors)
+
+    def report(self) -> pd.DataFrame:
+        """Per-layer table: ``name, shape, numel, nnz, density, itop`` (a ``pandas.DataFrame``).
+
+        ``df.attrs`` holds ``density`` (global), ``itop_rate``, ``step`` and ``memory_bytes``.
+        """
+        frame = layer_report(self.masks, self.fired_masks)
+        frame.attrs.update(step=self.steps, memory_bytes=self.memory_bytes())
+        return frame
+
+    def mask_checksum(self) -> int:
+        """Checksum of all masks (:func:`dstlib.sparse.distributed.checksum`), equal on synced ranks."""
+        return distributed.checksum(list(self.masks.values()))
+
+    def assert_synced(self) -> None:
+        """Raise ``RuntimeError`` if the masks differ across ranks (one all-gather of checksums)."""
+        distributed.assert_synced(list(self.masks.values()))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(layers={len(self._layers)}, density={self.density:.4f}, "
+            f"prune={self.prune!r}, grow={self.grow!r}, granularity={self.granularity!r}, "
+            f"update_every={self.update_every}, steps={self.steps})"
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to resume bit-identically: step counters, RNG state, masks, fired masks and
+        gradient accumulators (tensors are copies on their devices). Masks are also in
+        ``model.state_dict()``; they are never inferred from zero weights."""
+        return {
+            "format": 1,
+            "optimizer_steps": self._optimizer_steps,
+            "engine_steps": self._engine_steps,
+            "generator": self._generator.get_state(),
+            "masks": self.masks,
+            "fired": self.fired_masks,
+            "accumulators": None if self._accumulators is None else [a.clone() for a in self._accumulators],
+            "accumulated": self._accumulated,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore :meth:`state_dict` output (call after building the model, optimizer and engine the same
+        way; before or after loading the model's and optimizer's own state).
+
+        Raises:
+            ValueError: the checkpoint's layers or shapes differ from this engine's.
+        """
+        names = [layer.name for layer in self._layers]
+        if list(state["masks"]) != names:
+            raise ValueError(
+                f"state_dict: sparse layers {list(state['masks'])} do not match this engine's {names}"
+            )
+        for layer in self._layers:
+            if tuple(state["masks"][layer.name].shape) != tuple(layer.weight.shape):
+                raise ValueError(
+                    f"state_dict: mask {layer.name!r} has shape "
+                    f"{tuple(state['masks'][layer.name].shape)}, the weight {tuple(layer.weight.shape)}"
+                )
+        if (state["accumulators"] is None) != (self._accumulators is None):
+            raise ValueError(
+                "state_dict: gradient accumulators present in one engine but not the other "
+                "(different grow rule or grad_steps)"
+            )
+        with torch.no_grad():
+            for i, layer in enumerate(self._layers):
+                layer.mask.copy_(state["masks"][layer.name])
+                self._fired[i] = state["fired"][layer.name].to(layer.weight.device).bool().clone()
+                if self._accumulators is not None:
+                    self._accumulators[i].copy_(state["accumulators"][i])
+        self._generator.set_state(state["generator"])
+        self._optimizer_steps = int(state["optimizer_steps"])
+        self._engine_steps = int(state["engine_steps"])
+        self._accumulated = int(state["accumulated"])
+        self._recount()
+        self.apply_masks()
+
+    def remove(self) -> None:
+        """Detach the engine: remove its optimizer hook and mask buffers (weights keep their zeros)."""
+        self._hook.remove()
+        self._ignore_in_ddp(False)
+        for layer in self._layers:
+            del layer.module._buffers[layer.attr + MASK_SUFFIX]

@@ -1,0 +1,202 @@
+"""The methods of the papers as one-call presets: SET, RigL, MEST, GraNet, GMP and Static.
+
+Each preset is a :class:`~dstlib.sparse.engine.SparseEngine` with some rules fixed (``fixed``) and others
+defaulted (``defaults``); every other keyword of ``SparseEngine`` can be passed as well (``drop_fraction``,
+``drop_schedule``, ``granularity``, ``include``, ``unfired_first``, ...). :func:`create` builds one by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dstlib.sparse.distributions import Distribution
+from dstlib.sparse.engine import SparseEngine
+
+
+class _Preset(SparseEngine):
+    fixed: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        density: float | None,
+        total_steps: int | None,
+        distribution: Distribution = "erk",
+        update_every: int | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        for key, value in self.fixed.items():
+            if key in options:
+                raise ValueError(
+                    f"{key}={options[key]!r}: {type(self).__name__} fixes {key}={value!r}; "
+                    "use dstlib.sparse.SparseEngine for other combinations"
+                )
+        super().__init__(
+            model,
+            optimizer,
+            density=density,
+            total_steps=total_steps,
+            distribution=distribution,
+            update_every=update_every,
+            seed=seed,
+            **{**self.defaults, **options, **self.fixed},
+        )
+
+
+class SET(_Preset):
+    """SET (Mocanu et al. 2018): sign-aware magnitude prune, uniform random regrowth, ERK start.
+
+    Fixed ``prune="set"``; default ``grow="random"``. Every ``update_every`` steps each layer drops the
+    fraction ``drop_fraction`` (cosine-decayed, as in the ``sparselearning`` forks) of its non-negative and,
+    separately, of its negative weights closest to zero, and regrows as many at random (new weights 0).
+
+    Example::
+
+        engine = dstlib.sparse.SET(model, optimizer, density=0.1, total_steps=epochs * len(loader),
+                                   update_every=100, drop_fraction=0.3)
+        ...  # loss.backward(); optimizer.step(); engine.step()
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": "set"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "random"}
+
+
+class RigL(_Preset):
+    """RigL (Evci et al. 2020): drop the smallest ``|w|``, grow the largest dense ``|grad|``, ERK start.
+
+    Fixed ``prune="magnitude"``; default ``grow="gradient"``; drop fraction 0.3 cosine-decayed to 0 at
+    ``update_end = 0.75 * total_steps``. Regrown weights start at 0 with zeroed optimizer state.
+    Call ``optimizer.zero_grad()`` before ``backward()`` (not between ``optimizer.step()`` and
+    ``engine.step()``): growth reads the current mini-batch's dense gradient.
+
+    Example::
+
+        engine = dstlib.sparse.RigL(model, optimizer, density=0.1, total_steps=10_000, update_every=100)
+        for x, y in loader:
+            optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step(); engine.step()
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": "magnitude"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "gradient"}
+
+
+class MEST(_Preset):
+    """MEST (Yuan et al. 2021): remove by ``|w| + grad_coefficient * |g|``, grow at random (``grow="random"``,
+    MEST_r, default) or by gradient (``grow="gradient"``, MEST_g), with a soft memory bound.
+
+    Fixed ``prune="mest"``; defaults ``grow="random"``, ``grad_coefficient=1.0``, ``memory_bound=0.1``.
+    Reading of the soft memory bound ``b``: at each update a group with ``n`` active weights first grows
+    ``round(b * n)`` extra (up to ``density * (1 + b)``), then prunes ``drop_count + round(b * n)`` by the
+    MEST score, freshly grown weights included (they compete through ``|g|``), then regrows back to ``n``.
+    ``memory_bound=0`` gives plain elastic mutation (prune, then grow).
+
+    Example::
+
+        engine = dstlib.sparse.MEST(model, optimizer, density=0.1, total_steps=10_000,
+                                    grow="gradient", memory_bound=0.1)
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": "mest"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "random", "grad_coefficient": 1.0, "memory_bound": 0.1}
+
+
+class GraNet(_Preset):
+    """GraNet (Liu et al. 2021): gradual global magnitude pruning from ``init_density`` to ``density`` on the
+    cubic schedule, plus layer-wise prune-and-regrow (zero-cost neuroregeneration) at every update.
+
+    Fixed ``prune="magnitude"``; defaults ``grow="gradient"`` (``"random"`` for GraNet_r),
+    ``init_density=max(0.8, density)`` (distributed by ``distribution``), ``prune_begin=0``,
+    ``prune_end=total_steps // 2``; regeneration continues after ``prune_end`` until ``update_end``
+    (default ``0.75 * total_steps``). At each pruning update the total active count is exactly
+    ``round(cubic_density(t) * total)``.
+
+    Example::
+
+        engine = dstlib.sparse.GraNet(model, optimizer, density=0.1, total_steps=10_000, init_density=0.8)
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": "magnitude"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "gradient"}
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any) -> None:
+        density, total_steps = options.get("density"), options.get("total_steps")
+        if "init_density" not in options and isinstance(density, int | float):
+            options["init_density"] = max(0.8, density)
+        if "prune_end" not in options and isinstance(total_steps, int):
+            options["prune_end"] = total_steps // 2
+        super().__init__(model, optimizer, **options)
+
+
+class GMP(_Preset):
+    """GMP (Zhu & Gupta 2017): start dense, prune globally by magnitude on the cubic schedule between
+    ``prune_begin`` (default 0) and ``prune_end`` (default ``0.75 * total_steps``), every ``update_every``
+    steps; no regrowth. Fixed ``prune=None, grow=None``; default ``init_density=1.0``.
+
+    Example::
+
+        engine = dstlib.sparse.GMP(model, optimizer, density=0.1, total_steps=10_000, update_every=100)
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": None, "grow": None}
+    defaults: ClassVar[dict[str, Any]] = {"init_density": 1.0}
+
+
+class Static(_Preset):
+    """Static sparse training: random masks at the distribution's densities, or fixed ``masks`` (from SNIP,
+    GraSP, SynFlow, LTH, ...); the topology never changes. Fixed ``prune=None, grow=None``.
+
+    Args:
+        density: global density of random masks; with ``masks`` optional, and then checked against them.
+        masks: ``{parameter name: bool tensor shaped like the weight}``; its keys are the sparse parameters.
+
+    Example::
+
+        engine = dstlib.sparse.Static(model, optimizer, density=0.1)                # random ERK masks
+        masks = dstlib.sparse.snip(model, torch.nn.CrossEntropyLoss(), (x, y), density=0.1)
+        engine = dstlib.sparse.Static(model, optimizer, masks=masks)
+    """
+
+    fixed: ClassVar[dict[str, Any]] = {"prune": None, "grow": None}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        density: float | None = None,
+        masks: Mapping[str, Tensor] | None = None,
+        total_steps: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, optimizer, density=density, masks=masks, total_steps=total_steps, **options)
+
+
+METHODS: dict[str, type[SparseEngine]] = {
+    "set": SET,
+    "rigl": RigL,
+    "mest": MEST,
+    "granet": GraNet,
+    "gmp": GMP,
+    "static": Static,
+}
+"""Preset classes by (lower-case) name, for configuration files."""
+
+
+def create(method: str, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any) -> SparseEngine:
+    """Build a preset by name: ``create("rigl", model, optimizer, density=0.1, total_steps=1000)``.
+
+    Raises:
+        ValueError: an unknown ``method`` (allowed: the keys of :data:`METHODS`, any case).
+    """
+    key = method.lower() if isinstance(method, str) else method
+    if key not in METHODS:
+        raise ValueError(f"method={method!r}: allowed are {', '.join(METHODS)}")
+    return METHODS[key](model, optimizer, **options)

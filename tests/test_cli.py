@@ -1,0 +1,40 @@
+"""The command line: list, run (writes records), sweep (papermill grid, skips finished points), errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dstlib import __main__ as cli
+
+
+def test_list_shows_chapters_knobs_and_profiles(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "dst_from_scratch" in out and "corruption_robustness" in out
+    assert "densities" in out and "smoke=" in out and "paper=" in out
+
+
+def test_bad_input_exits_2_with_a_clear_message(capsys):
+    assert cli.main(["run", "dst_from_scratch", "--profile", "smoke", "--set", "densities=1.5"]) == 2
+    assert "densities=[1.5]" in capsys.readouterr().err
+    assert cli.main(["run", "no_such_chapter"]) == 2
+    assert cli.main(["sweep", "dst_from_scratch", "--profile", "smoke", "--grid", "lr=-1"]) == 2
+
+
+def test_sweep_points_validate_and_expand_list_knobs():
+    points = cli.sweep_points("dst_from_scratch", "smoke", ["epochs=1"], ["seeds=0,1", "lr=0.01,0.1"])
+    assert points == [{"epochs": 1, "seeds": [0], "lr": 0.01}, {"epochs": 1, "seeds": [0], "lr": 0.1},
+                      {"epochs": 1, "seeds": [1], "lr": 0.01}, {"epochs": 1, "seeds": [1], "lr": 0.1}]
+
+
+@pytest.mark.slow
+def test_run_writes_records_reflecting_the_overrides(tmp_path):
+    command = [sys.executable, "-m", "dstlib", "run", "dst_from_scratch", "--profile", "smoke",
+               "--set", "methods=dense,rigl", "--set", "densities=0.2", "--set", "epochs=1", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "dst_from_scratch").glob("*.json")]
+    assert sorted((r["params"]["method"], r["params"]["density"]) for r in records) == [("dense", 1.0), ("rigl", 0.2)]
+    assert all(r["config"]["epochs"] == 1 and len(r["history"]) == 1 for r in records)

@@ -1,0 +1,67 @@
+"""Config validation: every bad input is refused with a message naming parameter, value and what is allowed."""
+
+import pytest
+
+from dstlib import config, experiments
+
+
+@pytest.mark.parametrize("chapter", experiments.names())
+def test_every_profile_sets_every_knob_validly(chapter):
+    experiments.spec(chapter).check()
+
+
+def test_resolve_applies_overrides_and_ignores_none():
+    resolved = config.resolve("dst_from_scratch", "smoke", densities=[0.3], epochs=None)
+    assert resolved.densities == [0.3]
+    assert resolved.epochs == experiments.spec("dst_from_scratch").profiles["smoke"]["epochs"]
+    assert resolved.chapter == "dst_from_scratch" and resolved.profile == "smoke"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragments"),
+    [
+        ({"chapter": "nope"}, ["chapter='nope'", "dst_from_scratch"]),
+        ({"profile": "huge"}, ["profile='huge'", "smoke, tutorial, paper"]),
+        ({"epochz": 3}, ["epochz", "allowed", "epochs"]),
+        ({"epochs": 2.5}, ["epochs=2.5", "an integer"]),
+        ({"epochs": 0}, ["epochs=0", "in [1, inf]"]),
+        ({"densities": [0.5, 1.5]}, ["densities=[0.5, 1.5]", "(0, 1]"]),
+        ({"densities": [0.0]}, ["densities=[0.0]", "(0, 1]"]),
+        ({"densities": 0.5}, ["densities=0.5", "non-empty list"]),
+        ({"densities": []}, ["densities=[]", "non-empty list"]),
+        ({"methods": ["rigl", "magic"]}, ["methods=['rigl', 'magic']", "'set'"]),
+        ({"dataset": "imagenet"}, ["dataset='imagenet'", "'digits'"]),
+        ({"progress": "yes"}, ["progress='yes'", "True or False"]),
+        ({"seeds": [-1]}, ["seeds=[-1]", "[0, inf]"]),
+    ],
+)
+def test_bad_values_name_parameter_value_and_allowed(kwargs, fragments):
+    args = {"chapter": "dst_from_scratch", "profile": "smoke"}
+    args.update(kwargs)
+    chapter, profile = args.pop("chapter"), args.pop("profile")
+    with pytest.raises(ValueError) as error:
+        config.resolve(chapter, profile, **args)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_sparsity_must_be_below_one():
+    with pytest.raises(ValueError, match=r"sparsities=\[1.0\].*\[0, 1\)"):
+        config.resolve("corruption_robustness", "smoke", sparsities=[1.0])
+
+
+def test_parse_assignments_uses_knob_types():
+    parsed = config.parse_assignments("dst_from_scratch", ["densities=0.1,0.05", "epochs=3", "methods=rigl",
+                                                           "progress=True", "out_dir=/tmp/x"])
+    assert parsed == {"densities": [0.1, 0.05], "epochs": 3, "methods": ["rigl"], "progress": True,
+                      "out_dir": "/tmp/x"}
+    with pytest.raises(ValueError, match="key=value"):
+        config.parse_assignments("dst_from_scratch", ["epochs"])
+    with pytest.raises(ValueError, match="unknown parameter 'epoch'"):
+        config.parse_assignments("dst_from_scratch", ["epoch=3"])
+
+
+def test_config_is_read_only():
+    resolved = config.resolve("dst_from_scratch", "smoke")
+    with pytest.raises(AttributeError):
+        resolved.epochs = 5
