@@ -63,6 +63,8 @@ class Knob:
         """
         if value is None and self.optional:
             return None
+        if isinstance(value, str) and (self.is_list or self.kind is not str):
+            value = self.parse(value)  # papermill's -p passes "[0.1, 0.2]" and "0.5" as text
         if self.is_list:
             if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
                 raise ValueError(f"{name}={value!r} is not allowed; expected {self.allowed()}")

@@ -61,6 +61,13 @@ def test_parse_assignments_uses_knob_types():
         config.parse_assignments("dst_from_scratch", ["epoch=3"])
 
 
+def test_strings_from_papermill_are_parsed_with_the_knob_type():
+    resolved = config.resolve("dst_from_scratch", "smoke", densities="[0.3, 0.1]", epochs="2", methods="rigl,set")
+    assert resolved.densities == [0.3, 0.1] and resolved.epochs == 2 and resolved.methods == ["rigl", "set"]
+    with pytest.raises(ValueError, match="epochs='two'"):
+        config.resolve("dst_from_scratch", "smoke", epochs="two")
+
+
 def test_config_is_read_only():
     resolved = config.resolve("dst_from_scratch", "smoke")
     with pytest.raises(AttributeError):

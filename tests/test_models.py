@@ -14,6 +14,8 @@ from dstlib.models.large_kernel import DecomposedLargeKernel
 # name -> (kwargs, input shape, expected output shape); every registered name must appear here.
 FORWARD_CASES = {
     "cnn_small": ({}, (2, 1, 16, 16), (2, 10)),
+    "cnn_tiny": ({"num_classes": 4}, (2, 1, 16, 16), (2, 4)),
+    "cnn_small_s2": ({"in_channels": 3}, (2, 3, 32, 32), (2, 10)),
     "resnet8": ({"num_classes": 7}, (2, 3, 16, 16), (2, 7)),
     "resnet20": ({}, (2, 3, 16, 16), (2, 10)),
     "resnet32": ({"width": 0.5}, (2, 3, 16, 16), (2, 10)),

@@ -121,7 +121,7 @@ def _read(folder: Path, corruption: str, severity: int) -> TensorDataset:
                          f"expected (5 * n, 32, 32, 3) and 5 * n labels")
     per_severity = len(images) // len(SEVERITIES)
     rows = slice((severity - 1) * per_severity, severity * per_severity)
-    x = torch.from_numpy(np.ascontiguousarray(images[rows])).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 255.0  # a copy: the file is mmapped
     return TensorDataset(x.contiguous(), torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)))
 
 
@@ -141,7 +141,8 @@ def load_corrupted(source: CorruptedSet, split: str, root: Path, download: bool 
         try:
             archive = _archive(source, Path(root), download)
         except DatasetNotAvailable as error:
-            raise DatasetNotAvailable(f"{error} Or put the unpacked folder at {folder}.") from error
+            raise DatasetNotAvailable(f"{error} Or put the unpacked folder at {folder} (this needs "
+                                      f"{needed[0].name} and {needed[1].name} there).") from error
         _extract(archive, folder)
         missing = [path.name for path in needed if not path.exists()]
         if missing:

@@ -28,9 +28,12 @@ MODES = ("low", "high")
 
 
 def frequency_radius(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Distance of every entry of a centred ``height x width`` spectrum from its centre: ``(H, W)`` float."""
-    rows = torch.arange(height, device=device, dtype=torch.float32) - height // 2
-    cols = torch.arange(width, device=device, dtype=torch.float32) - width // 2
+    """Distance of every entry of a centred ``height x width`` spectrum from its centre: ``(H, W)`` float64.
+
+    Float64, so that a radius given as a Python float compares exactly (``5.0`` keeps frequency ``(3, 4)``).
+    """
+    rows = torch.arange(height, device=device, dtype=torch.float64) - height // 2
+    cols = torch.arange(width, device=device, dtype=torch.float64) - width // 2
     return torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
 
 
@@ -93,7 +96,7 @@ def spectral_centroid(images: torch.Tensor) -> torch.Tensor:
     if images.dim() < 3:
         raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: (N, ..., H, W)")
     power = _centred_spectrum(images.float()).abs().square().flatten(1, -3).sum(1)  # (N, H, W)
-    radius = frequency_radius(*images.shape[-2:], device=images.device)
+    radius = frequency_radius(*images.shape[-2:], device=images.device).to(power.dtype)
     return (power * radius).sum((-2, -1)) / power.sum((-2, -1)).clamp_min(torch.finfo(power.dtype).tiny)
 
 

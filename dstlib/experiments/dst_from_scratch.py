@@ -26,7 +26,7 @@ KNOBS = {
     "dataset": Knob("training data: sklearn digits (offline) or CIFAR-10 (download)", str,
                     choices=("digits", "cifar10")),
     "image_size": Knob("side of the digit images in pixels (digits only)", int, choices=(8, 16, 32)),
-    "model": Knob("network, from dstlib.models", str, choices=("cnn_small", "resnet20", "resnet32", "wrn22_2")),
+    "model": Knob("network, from dstlib.models", str, choices=("cnn_tiny", "cnn_small", "resnet20", "resnet32", "wrn22_2")),
     "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True),
     "densities": Knob("fractions of weights kept in the sparse layers", float, low=0.0, high=1.0,
                       low_open=True, is_list=True),
@@ -48,10 +48,10 @@ SPEC = ChapterSpec(
     paper="evci2020rigl",
     knobs=KNOBS,
     profiles={
-        "smoke": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_small", "densities": [0.5, 0.1],
+        "smoke": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_tiny", "densities": [0.5, 0.1],
                   "seeds": [0], "epochs": 2, "batch_size": 64, "lr": 0.05, "update_every": 10, "download": False},
-        "tutorial": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_small",
-                     "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 12, "batch_size": 64,
+        "tutorial": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_tiny",
+                     "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 10, "batch_size": 64,
                      "lr": 0.05, "update_every": 20, "download": False},
         # RigL (Evci et al. 2020) on CIFAR-10: WideResNet-22-2, batch 128, 250 epochs, dT = 100, drop 0.3
         # cosine-annealed until 75% of training, ERK densities.

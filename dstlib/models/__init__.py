@@ -3,6 +3,8 @@
 | name | network (module) | paper / chapter |
 | --- | --- | --- |
 | ``cnn_small`` | ``cnn.SmallCNN`` 4 convs 16-32-64-64 | robustness, hard samples (CPU scale) |
+| ``cnn_small_s2`` | ``cnn.SmallCNN`` with a stride-2 first conv: 32x32 input at 16x16 cost | robustness (CPU) |
+| ``cnn_tiny`` | ``cnn.SmallCNN`` 4 convs 8-16-32-32 (~15k weights) | DST from scratch (CPU scale) |
 | ``resnet8/20/32/56`` | ``resnet.resnet_3stage`` CIFAR ResNet, width 1 | robustness, hard samples |
 | ``resnet18/34`` | ``resnet.resnet_4stage`` CIFAR ResNet-18/34, width 1 | hard samples, robustness |
 | ``vgg11/16/19`` | ``vgg.VGG`` CIFAR VGG with BN, width 1 | robustness, hard samples |
@@ -38,6 +40,8 @@ CONVNEXT_KERNELS = {"kernel_size": 7, "small_kernel": None, "decompose": False}
 # name -> (constructor, keyword arguments the name fixes)
 REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
     "cnn_small": (SmallCNN, {}),
+    "cnn_tiny": (SmallCNN, {"widths": (8, 16, 32, 32)}),
+    "cnn_small_s2": (SmallCNN, {"stem_stride": 2}),
     **{f"resnet{d}": (resnet_3stage, {"depth": d}) for d in (8, 20, 32, 56)},
     **{f"resnet{d}": (resnet_4stage, {"depth": d}) for d in (18, 34)},
     **{f"vgg{d}": (VGG, {"depth": d}) for d in (11, 16, 19)},

@@ -10,8 +10,8 @@ The exact rules (the book's from-scratch code reproduces them):
   ``active[torch.topk(score.flatten()[active], n, largest=False).indices]``;
 - grow by score: ``torch.topk(score.flatten().masked_fill(~eligible.flatten(), -inf), n)`` with
   ``eligible = ~mask`` (``& allowed`` with a region), keeping only picks whose score is not ``-inf``;
-- random growth: scores ``torch.rand(mask.shape, generator=generator)`` drawn on the CPU generator, then
-  moved to the mask's device; just-pruned positions are eligible;
+- random growth: scores ``torch.rand(mask.shape, generator=generator)`` drawn on the CPU generator (an
+  engine's is :func:`mask_generator`), then moved to the mask's device; just-pruned positions are eligible;
 - the number dropped from ``n_active`` weights at drop fraction ``f`` is :func:`drop_count`.
 
 Ties are broken by ``torch.topk``.
@@ -119,6 +119,17 @@ def mest_prune(weight: Tensor, grad: Tensor, mask: Tensor, n: int, coefficient: 
     Shapes: ``weight``, ``grad`` float and ``mask`` bool, all the same shape; returns a bool mask.
     """
     return drop_lowest(mest_score(weight, grad, coefficient), mask, n)
+
+
+GENERATOR_SALT = 0x5EED_D57
+
+
+def mask_generator(seed: int) -> torch.Generator:
+    """The CPU generator behind every random mask decision of an engine built with ``seed``: seeded with
+    ``seed * 1_000_003 + GENERATOR_SALT``. Salted because a generator seeded with ``seed`` itself replays the
+    stream that ``torch.manual_seed(seed)`` gave the model's initialisation (kaiming-uniform draws
+    ``bound * (2u - 1)``), and "random" masks would then keep exactly the largest initial weights."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + GENERATOR_SALT)
 
 
 def random_scores(shape: Sequence[int], generator: torch.Generator, device: torch.device | str) -> Tensor:

@@ -27,8 +27,8 @@ def check_density(name: str, value: float, *, allow_zero: bool = False) -> float
     Raises:
         ValueError: naming ``name``, the value and the allowed range.
     """
-    low_ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (low_ok and value <= 1):
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or not ((value >= 0 if allow_zero else value > 0) and value <= 1):
         allowed = "[0, 1]" if allow_zero else "(0, 1]"
         raise ValueError(f"{name}={value!r}: a density must be a number in {allowed}")
     return float(value)
@@ -46,13 +46,11 @@ def check_distribution(distribution: Distribution, names: Sequence[str] | None =
         if names is not None and set(distribution) != set(names):
             missing, extra = sorted(set(names) - set(distribution)), sorted(set(distribution) - set(names))
             raise ValueError(
-                f"distribution: a custom map needs exactly the sparse layers; missing {missing}, "
-                f"unknown {extra}"
+                f"distribution: a custom map needs exactly the sparse layers; missing {missing}, unknown {extra}"
             )
     elif distribution not in DISTRIBUTIONS:
         raise ValueError(
-            f"distribution={distribution!r}: allowed are {', '.join(DISTRIBUTIONS)} "
-            "or a {name: density} map"
+            f"distribution={distribution!r}: allowed are {', '.join(DISTRIBUTIONS)} or a {{name: density}} map"
         )
 
 

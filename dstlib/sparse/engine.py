@@ -53,7 +53,6 @@ PRUNE_RULES = ("magnitude", "set", "mest")
 GROW_RULES = ("random", "gradient", "momentum")
 """``grow=`` values: uniform random (SET), largest ``|grad|`` (RigL), largest ``|EMA of grad|`` (momentum)."""
 MASK_SUFFIX = "_mask"
-GENERATOR_SALT = 0x5EED_D57
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,7 +138,8 @@ class SparseEngine:
             must match their global density to within one weight per layer.
         include, exclude, dense_first, dense_last: which parameters are sparse
             (:func:`~dstlib.sparse.selection.sparse_parameters`).
-        seed: seeds the engine's CPU ``torch.Generator`` (identical on every rank) used for random draws.
+        seed: seeds the engine's CPU generator for random draws, identical on every rank (rank 0's seed is
+            broadcast): :func:`~dstlib.sparse.criteria.mask_generator`.
 
     Raises:
         ValueError: any bad argument, before the model or optimizer is touched.
@@ -211,15 +211,11 @@ class SparseEngine:
         if grow not in (*GROW_RULES, None):
             raise ValueError(f"grow={grow!r}: allowed are {', '.join(GROW_RULES)} or None")
         if (prune is None) != (grow is None):
-            raise ValueError(
-                f"prune={prune!r}, grow={grow!r}: prune-and-regrow needs both rules (or neither)"
-            )
+            raise ValueError(f"prune={prune!r}, grow={grow!r}: prune-and-regrow needs both rules (or neither)")
         self.granularity = make_granularity(granularity)
         if update_every_epochs is not None or steps_per_epoch is not None:
             if update_every is not None:
-                raise ValueError(
-                    "update_every: give either update_every or update_every_epochs/steps_per_epoch"
-                )
+                raise ValueError("update_every: give either update_every or update_every_epochs/steps_per_epoch")
             _check_real("update_every_epochs", update_every_epochs, 1e-12, math.inf)
             _check_int("steps_per_epoch", steps_per_epoch, 1)
             update_every = max(1, round(update_every_epochs * steps_per_epoch))
@@ -236,9 +232,7 @@ class SparseEngine:
             end = int(0.75 * total_steps) if update_end is None else _check_int("update_end", update_end, 1)
             _check_int("update_begin", update_begin, 0)
             _check_real("drop_fraction", drop_fraction, 0.0, 1.0)
-            self.drop_fraction = DropFraction(
-                drop_fraction, drop_schedule, update_begin, end, drop_fraction_min
-            )
+            self.drop_fraction = DropFraction(drop_fraction, drop_schedule, update_begin, end, drop_fraction_min)
         self.grow_init = _check_real("grow_init", grow_init, -math.inf, math.inf)
         if not math.isfinite(self.grow_init):
             raise ValueError(f"grow_init={grow_init!r}: must be finite")
@@ -293,10 +287,7 @@ class SparseEngine:
         self.optimizer = optimizer
 
         # ---- initial masks ----
-        self._generator = torch.Generator()
-        # Salted: a generator seeded with ``seed`` itself replays the stream ``torch.manual_seed(seed)`` gave
-        # the model's initialisation, and "random" masks would then keep exactly the largest initial weights.
-        self._generator.manual_seed(self._sync_seed(self._seed) * 1_000_003 + GENERATOR_SALT)
+        self._generator = criteria.mask_generator(self._sync_seed(self._seed))
         self._layers = [
             _Layer(name, *owner(self.model, name), self.granularity.groups(self._unit_shape(p)), [])
             for name, p in params.items()
@@ -699,9 +690,7 @@ class SparseEngine:
         """
         names = [layer.name for layer in self._layers]
         if list(state["masks"]) != names:
-            raise ValueError(
-                f"state_dict: sparse layers {list(state['masks'])} do not match this engine's {names}"
-            )
+            raise ValueError(f"state_dict: sparse layers {list(state['masks'])} do not match this engine's {names}")
         for layer in self._layers:
             if tuple(state["masks"][layer.name].shape) != tuple(layer.weight.shape):
                 raise ValueError(

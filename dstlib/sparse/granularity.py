@@ -168,7 +168,5 @@ def make_granularity(spec: str | Element) -> Element:
         return spec
     factories = {"element": Element, "kernel": Kernel, "region": RegionGroups}
     if spec not in factories:
-        raise ValueError(
-            f"granularity={spec!r}: allowed are {', '.join(GRANULARITIES)} or a granularity object"
-        )
+        raise ValueError(f"granularity={spec!r}: allowed are {', '.join(GRANULARITIES)} or a granularity object")
     return factories[spec]()

@@ -32,9 +32,7 @@ class DropFraction:
         if not 0 <= self.initial <= 1:
             raise ValueError(f"drop_fraction={self.initial!r}: must be in [0, 1]")
         if not 0 <= self.minimum <= self.initial:
-            raise ValueError(
-                f"drop_fraction_min={self.minimum!r}: must be in [0, drop_fraction={self.initial}]"
-            )
+            raise ValueError(f"drop_fraction_min={self.minimum!r}: must be in [0, drop_fraction={self.initial}]")
         if self.kind not in DROP_SCHEDULES:
             raise ValueError(f"drop_schedule={self.kind!r}: allowed are {', '.join(DROP_SCHEDULES)}")
         if self.begin < 0:

@@ -53,9 +53,7 @@ def _check_patterns(name: str, patterns: Sequence[Pattern] | None) -> None:
             except re.error as error:
                 raise ValueError(f"{name}: {pattern!r} is not a valid regular expression ({error})") from None
         elif not (isinstance(pattern, type) and issubclass(pattern, nn.Module)):
-            raise ValueError(
-                f"{name}: {pattern!r} is neither a regular expression (str) nor an nn.Module subclass"
-            )
+            raise ValueError(f"{name}: {pattern!r} is neither a regular expression (str) nor an nn.Module subclass")
 
 
 def _matches(name: str, module: nn.Module, patterns: Sequence[Pattern]) -> bool:

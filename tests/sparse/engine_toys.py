@@ -81,3 +81,29 @@ def train(
         if after_step is not None:
             after_step(step, updated)
     return updates
+
+
+# ---- resume cases: (preset, granularity, options, step at which the checkpoint is taken) ----
+RESUME_EVERY, RESUME_STEPS = 4, 20
+RESUME_CASES = {
+    "set-element": ("SET", "element", {}, 8),
+    "rigl-kernel-grad3": ("RigL", "kernel", {"grad_steps": 3}, 11),
+    "rigl-momentum": ("RigL", "element", {"grow": "momentum", "grad_steps": 3}, 11),
+    "mest-region": ("MEST", "region", {"memory_bound": 0.2}, 8),
+    "granet-unfired": ("GraNet", "element", {"unfired_first": True, "init_density": 0.6}, 8),
+    "gmp-kernel": ("GMP", "kernel", {}, 6),
+    "static-masks": ("Static", "element", {}, 5),
+}
+
+
+def resume_case(name: str) -> tuple[nn.Module, torch.optim.Optimizer, sp.SparseEngine, int]:
+    """Fresh model, Adam optimizer and engine of a resume case, and its checkpoint step."""
+    preset, granularity, options, save_at = RESUME_CASES[name]
+    model, extra = setup(granularity, seed=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    if preset == "Static":
+        generator = torch.Generator().manual_seed(5)
+        masks = {n: torch.rand(p.shape, generator=generator) < 0.4 for n, p in sp.sparse_parameters(model).items()}
+        return model, optimizer, sp.Static(model, optimizer, masks=masks), save_at
+    options = {"density": 0.3, "total_steps": RESUME_STEPS, "update_every": RESUME_EVERY, **extra, **options}
+    return model, optimizer, PRESETS[preset](model, optimizer, seed=11, **options), save_at

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from dstlib.sparse import RigL
 from dstlib.sparse.flops import FLOPS_PER_MULTIPLY_ADD, flops, training_flops_per_step
 
 
@@ -68,3 +69,24 @@ def test_rigl_training_formula():
         training_flops_per_step(10.0, 100.0, update_every=0)
     with pytest.raises(ValueError, match="dense_gradient_steps"):
         training_flops_per_step(10.0, 100.0, update_every=4, dense_gradient_steps=6)
+
+
+def test_engine_masks_give_density_and_rigl_training_cost():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    )  # fmt: skip
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = RigL(model, optimizer, density=0.1, distribution="uniform", update_every=50, total_steps=1000)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # no zero weight left: the densities below can only come from the engine's masks
+    report = flops(model, x, engine)
+    for layer in report.layers.values():
+        assert layer.density == pytest.approx(0.1, abs=0.005)
+    assert report.sparse_forward == pytest.approx(0.1 * report.dense_forward, rel=0.05)
+    f_s, f_d = report.sparse_forward, report.dense_forward
+    assert report.training_step == pytest.approx((3 * f_s * 50 + 2 * f_s + f_d) / 51)
+    assert flops(model, x).sparse_forward == pytest.approx(f_d)  # without the engine: from the weights

@@ -39,11 +39,10 @@ def small_batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 WEIGHTS = ["0.weight", "3.weight", "8.weight"]
+SEEDED = torch.Generator().manual_seed(0)
 CRITERIA = {
     "snip": lambda m, b: snip(m, nn.CrossEntropyLoss(), b, DENSITY),
-    "snip_ratios": lambda m, b: snip_ratios(
-        m, nn.CrossEntropyLoss(), b, DENSITY, torch.Generator().manual_seed(0)
-    ),
+    "snip_ratios": lambda m, b: snip_ratios(m, nn.CrossEntropyLoss(), b, DENSITY, SEEDED),
     "grasp": lambda m, b: grasp(m, nn.CrossEntropyLoss(), b, DENSITY),
     "synflow": lambda m, b: synflow(m, b[0], DENSITY, iterations=10),
     "magnitude": lambda m, b: magnitude_prune(m, DENSITY),

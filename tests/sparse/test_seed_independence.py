@@ -18,8 +18,9 @@ def test_static_random_mask_is_uncorrelated_with_init_weights(seed):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
     weights = {name: p.detach().clone() for name, p in model.named_parameters()}
-    engine = sparse.Static(model, torch.optim.SGD(model.parameters(), lr=0.1), density=0.5,
-                           distribution="uniform", seed=seed)
+    engine = sparse.Static(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), density=0.5, distribution="uniform", seed=seed
+    )
     engine_masks = engine.masks
     for name, mask in engine_masks.items():
         kept = weights[name][mask]
