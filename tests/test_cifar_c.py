@@ -24,7 +24,7 @@ def _arrays() -> dict[str, np.ndarray]:
     + 10 * (severity - 1) + image; labels ``(20,)`` = 7 * image mod 10, repeated per severity."""
     arrays = {}
     for c, corruption in enumerate(FIXTURE_CORRUPTIONS):
-        values = np.array([40 * c + 10 * s + i for s in range(5) for i in range(PER_SEVERITY)], dtype=np.uint8)
+        values = np.array([40 * c + 10 * s + i for s in range(5) for i in range(PER_SEVERITY)], np.uint8)
         arrays[f"{corruption}.npy"] = np.broadcast_to(values[:, None, None, None], (20, 32, 32, 3)).copy()
     arrays["labels.npy"] = np.tile((7 * np.arange(PER_SEVERITY)) % 10, 5).astype(np.uint8)
     return arrays
@@ -65,7 +65,8 @@ def test_registered_with_real_sources():
     assert entry.files == (CIFAR10C_FILE,) and len(CIFAR10C_FILE.sha256) == 64
     assert CIFAR10C_FILE.url == "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar"
     assert spec("cifar100c").num_classes == 100
-    assert CIFAR100C.url == "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar" and len(CIFAR100C.md5) == 32
+    assert CIFAR100C.url == "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar"
+    assert len(CIFAR100C.md5) == 32
 
 
 @pytest.mark.parametrize("dataset, folder", [("cifar10c", "CIFAR-10-C"), ("cifar100c", "CIFAR-100-C")])
@@ -73,7 +74,8 @@ def test_extracted_folder_is_read(tmp_path, dataset, folder):
     _write_folder(tmp_path / dataset / folder)
     for c, corruption in enumerate(FIXTURE_CORRUPTIONS):
         for severity in (1, 3, 5):
-            _check(load(dataset, "test", root=tmp_path, corruption=corruption, severity=severity), c, severity)
+            data = load(dataset, "test", root=tmp_path, corruption=corruption, severity=severity)
+            _check(data, c, severity)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10c", "cifar100c"])
@@ -120,7 +122,8 @@ def test_corruption_missing_from_the_files(tmp_path):
 
 
 @pytest.mark.parametrize("options, parameter", [
-    ({"split": "train"}, "split="), ({"corruption": None}, "corruption="), ({"corruption": "rain"}, "corruption="),
+    ({"split": "train"}, "split="), ({"corruption": None}, "corruption="),
+    ({"corruption": "rain"}, "corruption="),
     ({"severity": 0}, "severity="), ({"severity": None}, "severity="), ({"severity": True}, "severity="),
 ])
 def test_bad_options(tmp_path, options, parameter):

@@ -17,7 +17,7 @@ def _images(*shape: int) -> torch.Tensor:
 
 
 def _cosine(size: int, u: int, v: int) -> torch.Tensor:
-    """``cos(2 pi (u y + v x) / size)``: all its energy at radius ``sqrt(u^2 + v^2)``; ``(1, 1, size, size)``."""
+    """``cos(2 pi (u y + v x) / size)``, all energy at radius ``sqrt(u^2 + v^2)``: ``(1, 1, size, size)``."""
     y, x = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
                           indexing="ij")
     return torch.cos(2 * math.pi * (u * y + v * x) / size)[None, None]
@@ -38,7 +38,7 @@ def test_full_radius_low_pass_is_identity_and_high_pass_is_zero(shape):
     for radius in (corner, corner + 1):
         assert torch.allclose(low_pass(images, radius), images, atol=1e-5)
         assert torch.allclose(high_pass(images, radius), torch.zeros_like(images), atol=1e-5)
-    assert not torch.allclose(low_pass(images, corner - 0.5), images, atol=1e-3)  # the corner is kept only at r
+    assert not torch.allclose(low_pass(images, corner - 0.5), images, atol=1e-3)  # corners need r >= corner
 
 
 def test_radius_zero_keeps_or_removes_only_the_mean():
@@ -122,7 +122,8 @@ def test_radius_accuracy_curves():
 def test_radius_accuracy_full_band_equals_plain_accuracy():
     generator = torch.Generator().manual_seed(2)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4))
-    images, targets = torch.rand(9, 3, 32, 32, generator=generator), torch.randint(4, (9,), generator=generator)
+    images = torch.rand(9, 3, 32, 32, generator=generator)
+    targets = torch.randint(4, (9,), generator=generator)
     plain = float((model(images).argmax(1) == targets).float().mean())
     curve = radius_accuracy(model, images, targets, [23, 50], mode="low", batch_size=4)
     assert curve["accuracy"].tolist() == pytest.approx([plain, plain])

@@ -38,7 +38,8 @@ EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 FILE_CORRUPTIONS = CORRUPTIONS + EXTRA_CORRUPTIONS
 
 CIFAR10C_FILE = RemoteFile("https://zenodo.org/records/2535967/files/CIFAR-10-C.tar",
-                           "c72763e101c723b7c507b96205f7e938912a5d587376173b825850cf3cb876a7", "CIFAR-10-C.tar")
+                           "c72763e101c723b7c507b96205f7e938912a5d587376173b825850cf3cb876a7",
+                           "CIFAR-10-C.tar")
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,16 @@ class CorruptedSet:
     md5: str | None = None
 
 
-CIFAR10C = CorruptedSet("cifar10c", "CIFAR-10-C", CIFAR10C_FILE.url, CIFAR10C_FILE.filename, remote=CIFAR10C_FILE)
-CIFAR100C = CorruptedSet("cifar100c", "CIFAR-100-C", "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar",
-                         "CIFAR-100-C.tar", md5="11f0ed0f1191edbf9fa23466ae6021d3")
+CIFAR10C = CorruptedSet("cifar10c", "CIFAR-10-C", CIFAR10C_FILE.url, CIFAR10C_FILE.filename,
+                        remote=CIFAR10C_FILE)
+CIFAR100C = CorruptedSet("cifar100c", "CIFAR-100-C",
+                         "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar", "CIFAR-100-C.tar",
+                         md5="11f0ed0f1191edbf9fa23466ae6021d3")
 
 
 def _check_options(split: str, corruption: str | None, severity: int | None) -> None:
     if split != "test":
-        raise ValueError(f"split={split!r} is not allowed; allowed: test (the -C sets corrupt the test set only)")
+        raise ValueError(f"split={split!r} is not allowed; allowed: test (the -C sets are test sets)")
     if corruption not in FILE_CORRUPTIONS:
         raise ValueError(f"corruption={corruption!r} is not allowed; allowed: {', '.join(FILE_CORRUPTIONS)}")
     if isinstance(severity, bool) or severity not in SEVERITIES:
@@ -90,7 +93,7 @@ def _archive(source: CorruptedSet, root: Path, download: bool) -> Path:
             raise DatasetNotAvailable(f"{target} exists but its md5 is {actual}, expected {source.md5}. "
                                       f"Delete it and download {source.url} again.")
         return target
-    reason = "no sha256 is published for it, so it is not downloaded automatically" if download else "download=False"
+    reason = "only an md5 is published, so no automatic download" if download else "download=False"
     raise DatasetNotAvailable(f"dataset {source.dataset!r} is not on disk ({reason}). Download {source.url} "
                               f"(md5 {source.md5}) and place it at {target}.")
 
@@ -117,11 +120,11 @@ def _read(folder: Path, corruption: str, severity: int) -> TensorDataset:
     labels = np.load(folder / "labels.npy", mmap_mode="r")
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or len(images) % len(SEVERITIES) \
             or len(labels) != len(images):
-        raise ValueError(f"{folder / (corruption + '.npy')} has shape {images.shape} and {len(labels)} labels; "
-                         f"expected (5 * n, 32, 32, 3) and 5 * n labels")
+        raise ValueError(f"{folder / (corruption + '.npy')} has shape {images.shape} and {len(labels)} "
+                         f"labels; expected (5 * n, 32, 32, 3) and 5 * n labels")
     per_severity = len(images) // len(SEVERITIES)
     rows = slice((severity - 1) * per_severity, severity * per_severity)
-    x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 255.0  # a copy: the file is mmapped
+    x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 255.0  # copied from the mmap
     return TensorDataset(x.contiguous(), torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)))
 
 

@@ -2,13 +2,14 @@
 
 ``corrupt(images, name, severity)`` corrupts a whole batch ``(N, C, H, W)`` (``C`` = 1 or 3, ``H, W >= 32``,
 floating point in ``[0, 1]``) on the device of ``images`` and returns a tensor of the same shape, dtype and
-device, in ``[0, 1]``. The work is done in float32 with convolutions, ``grid_sample``, interpolation,
-gathers and matrix products; nothing leaves the device except the small random draws.
+device, in ``[0, 1]``. The work is done in float32 with depthwise convolutions, ``grid_sample``, gathers
+and matrix products on the device of ``images``.
 
 Randomness: every random number comes from a CPU ``torch.Generator`` seeded with ``seed`` and is then
-moved to the device, so a seed gives the same corruption on every machine and on CPU and GPU (the float
-arithmetic on a GPU can still differ in the last bits). Images are corrupted independently, but the draws
-are made for the whole batch at once, so image ``i``'s noise depends on the batch it came in.
+moved to the device (shot noise draws its Poisson counts on the CPU), so a seed gives the same corruption
+on CPU and GPU (GPU float arithmetic can still differ in the last bits). Images are corrupted
+independently, but the draws are made for the whole batch at once, so image ``i``'s noise depends on the
+batch it came in.
 
 Parameter tables (``params``):
 
@@ -22,7 +23,9 @@ Parameter tables (``params``):
   (the package's numpy version of ImageMagick's motion blur, which stops adding taps once a shift
   leaves the image).
 
-Faithfulness, corruption by corruption (differences to the reference code are listed; all else follows it):
+Faithfulness, corruption by corruption (differences to the reference code are listed; all else follows
+it). The references also truncate every result to uint8 (``np.uint8``, about -0.5/255 on average); we
+return floats (:func:`corrupt_all` rounds to 8-bit levels).
 
 * ``gaussian_noise``, ``shot_noise`` (Poisson), ``impulse_noise`` (salt and pepper per value, as
   ``skimage.util.random_noise``), ``brightness`` (the value channel of HSV raised, computed in RGB as
@@ -39,7 +42,9 @@ Faithfulness, corruption by corruption (differences to the reference code are li
 * ``motion_blur``: the references call ImageMagick's ``MotionBlurImage`` through Wand (CIFAR/ImageNet-C)
   or a numpy port of it (``imagecorruptions``). We implement the same one-sided Gaussian line kernel of
   ``2 * radius + 1`` taps, offsets rounded like ImageMagick's, edge pixels repeated; the random angle is
-  drawn per image. ImageMagick's own 8-bit quantisation is not reproduced.
+  drawn per image. This equals ``imagecorruptions``' port to float precision, including its early stop
+  once a shift reaches the image size (which the "cifar" table never triggers on images >= 32 pixels);
+  ImageMagick's own 8-bit quantisation is not reproduced.
 * ``snow``: the same recipe (Gaussian snow layer, zoom, threshold, motion blur as above at an angle in
   [-135, -45] degrees, rounded to 8 bits, added with its 180-degree rotation, image brightened towards
   ``1.5 * grey + 0.5``); only the motion blur differs, as above.
@@ -49,10 +54,10 @@ Faithfulness, corruption by corruption (differences to the reference code are li
   package must be installed. The photograph is resized with ``max(s, 1.1 H / h, 1.1 W / w)`` where ``s``
   is 0.2 (cifar, as ``make_cifar_c.py``) or 1.1 (imagenet, as ``imagecorruptions``), bilinear when
   shrinking and bicubic when enlarging, as the references' OpenCV calls.
-* ``elastic_transform``: the random affine warp (cifar; mirrored borders as OpenCV's ``BORDER_REFLECT_101``)
-  then the smoothed random displacement field (half-sample mirrored borders as scipy's ``reflect``), both
-  bilinear with ``grid_sample``. Sizes in the cifar table are fractions of the image side (32 in
-  Hendrycks' script), so other sizes scale.
+* ``elastic_transform``: the random affine warp (cifar; mirrored borders as OpenCV's
+  ``BORDER_REFLECT_101``) then the smoothed random displacement field (half-sample mirrored borders as
+  scipy's ``reflect``), both bilinear with ``grid_sample``. Sizes in the cifar table are fractions of the
+  image side (32 in Hendrycks' script), so other sizes scale.
 * ``jpeg_compression``: a JPEG codec written in torch with libjpeg's choices as Pillow uses them:
   8-bit samples, YCbCr with 4:2:0 chroma (box down-sampling, "fancy" bilinear up-sampling), the standard
   quantisation tables scaled by ``quality`` as ``jpeg_set_quality``, 8x8 orthonormal DCT, rounding to the
@@ -65,6 +70,14 @@ component), where ``imagecorruptions`` would return RGB.
 
 :data:`CORRUPTIONS` is ordered from low to high frequency content by a measurement, not copied from a
 paper: see its comment.
+
+Checked in ``tests/test_corruptions.py`` against ``imagecorruptions`` 1.1.2 (``params="imagenet"``, same
+32x32 photographs and digits): brightness, contrast, defocus, zoom and pixelate agree to >= 45 dB PSNR on
+every image (measured 51-57 dB: the reference's uint8 truncation), JPEG to >= 33 dB (measured worst 38.6
+dB, median above 50 dB: libjpeg's integer DCT rounds a few near-tie coefficients the other way); the
+random ones agree in mean absolute change and in the spectral centroid of the change (within 4 standard
+errors over several draws); the motion-blur kernel, the affine warp and the resized frost photographs
+match the reference code, OpenCV's ``warpAffine`` and ``resize`` to float precision.
 """
 
 from __future__ import annotations
@@ -118,9 +131,9 @@ CORRUPTIONS: tuple[str, ...] = (
 
 # One entry per severity 1..5. Zoom blur: (start, stop, step) of numpy's arange of zoom factors.
 # Snow: (mean, std, zoom, threshold, blur radius, blur sigma, image weight). Frost: (image weight,
-# frost weight, photograph scale). Fog: (strength, fractal decay). Glass: (sigma, max shift, iterations). Defocus: (disk
-# radius, anti-alias sigma). Motion: (radius, sigma). Elastic: (displacement, smoothing sigma, affine
-# jitter) as fractions of the image side.
+# frost weight, photograph scale). Fog: (strength, fractal decay). Glass: (sigma, max shift, iterations).
+# Defocus: (disk radius, anti-alias sigma). Motion: (radius, sigma). Elastic: (displacement, smoothing
+# sigma, affine jitter) as fractions of the image side.
 _TABLES: dict[str, dict[str, tuple[Any, ...]]] = {
     "cifar": {
         "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
@@ -129,11 +142,13 @@ _TABLES: dict[str, dict[str, tuple[Any, ...]]] = {
         "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
         "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
         "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
-        "zoom_blur": ((1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)),
+        "zoom_blur": ((1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01),
+                      (1, 1.26, 0.01)),
         "snow": ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
                  (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
                  (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)),
-        "frost": ((1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)),
+        "frost": ((1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2),
+                  (0.75, 0.45, 0.2)),
         "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
         "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
         "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
@@ -149,15 +164,18 @@ _TABLES: dict[str, dict[str, tuple[Any, ...]]] = {
         "defocus_blur": ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
         "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
         "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
-        "zoom_blur": ((1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03)),
+        "zoom_blur": ((1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02),
+                      (1, 1.31, 0.03)),
         "snow": ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
                  (0.55, 0.3, 4, 0.9, 12, 8, 0.7), (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
                  (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)),
-        "frost": ((1, 0.4, 1.1), (0.8, 0.6, 1.1), (0.7, 0.7, 1.1), (0.65, 0.7, 1.1), (0.6, 0.75, 1.1)),
+        "frost": ((1, 0.4, 1.1), (0.8, 0.6, 1.1), (0.7, 0.7, 1.1), (0.65, 0.7, 1.1),
+                  (0.6, 0.75, 1.1)),
         "fog": ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
         "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
         "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-        "elastic_transform": tuple((250 * a * 0.005, 0.01, 0.0) for a in (0.05, 0.065, 0.085, 0.1, 0.12)),
+        "elastic_transform": tuple((250 * a * 0.005, 0.01, 0.0)
+                                   for a in (0.05, 0.065, 0.085, 0.1, 0.12)),
         "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
         "jpeg_compression": (25, 18, 15, 10, 7),
     },
@@ -168,9 +186,8 @@ _GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as OpenCV's RGB2GRAY
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float,
-             device: torch.device) -> torch.Tensor:
-    return (torch.rand(shape, generator=generator) * (high - low) + low).to(device)
+def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+    return torch.rand(shape, generator=generator) * (high - low) + low
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
@@ -274,8 +291,8 @@ def _motion_blur(images: torch.Tensor, radius: int, sigma: float, angles: torch.
     dx = -torch.ceil(taps[:, None] * torch.cos(radians)[None, :] - 0.5).long()
     inside = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(0).bool()  # stop at the first tap outside
     tap_weights = (weights[:, None] * inside).float().to(images.device)
-    rows = (torch.arange(h)[None, None, :] - dy[:, :, None]).clamp(0, h - 1).to(images.device)  # (taps, N, H)
-    cols = (torch.arange(w)[None, None, :] - dx[:, :, None]).clamp(0, w - 1).to(images.device)  # (taps, N, W)
+    rows = (torch.arange(h) - dy[:, :, None]).clamp(0, h - 1).to(images.device)  # (taps, N, H)
+    cols = (torch.arange(w) - dx[:, :, None]).clamp(0, w - 1).to(images.device)  # (taps, N, W)
     flat = images.flatten(2)
     out = torch.zeros_like(flat)
     for i in range(int(inside.any(1).sum())):
@@ -344,11 +361,12 @@ def _glass_blur(x: torch.Tensor, param: tuple[float, int, int], generator: torch
 
 def _motion_blur_corruption(x: torch.Tensor, param: tuple[int, float],
                             generator: torch.Generator) -> torch.Tensor:
-    angles = _uniform(generator, (x.shape[0],), -45.0, 45.0, torch.device("cpu"))
+    angles = _uniform(generator, (x.shape[0],), -45.0, 45.0)
     return _motion_blur(x, param[0], param[1], angles).clamp(0, 1)
 
 
-def _zoom_blur(x: torch.Tensor, param: tuple[float, float, float], generator: torch.Generator) -> torch.Tensor:
+def _zoom_blur(x: torch.Tensor, param: tuple[float, float, float],
+               generator: torch.Generator) -> torch.Tensor:
     del generator
     factors = _arange(*param)
     return ((x + _zoom_sum(x, factors)) / (len(factors) + 1)).clamp(0, 1)
@@ -360,7 +378,7 @@ def _snow(x: torch.Tensor, param: tuple[float, ...], generator: torch.Generator)
     layer = (mean + std * torch.randn((n, 1, h, w), generator=generator)).to(x.device)
     layer = _zoom_sum(layer, [zoom])
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
-    angles = _uniform(generator, (n,), -135.0, -45.0, torch.device("cpu"))
+    angles = _uniform(generator, (n,), -135.0, -45.0)
     layer = torch.round(_motion_blur(layer, radius, sigma, angles) * 255) / 255
     brightened = torch.maximum(x, _grey(x) * 1.5 + 0.5)
     x = weight * x + (1 - weight) * brightened
@@ -392,8 +410,8 @@ def _frost_layers(base_scale: float, h: int, w: int) -> tuple[torch.Tensor, ...]
         ph, pw = photo.shape[-2:]
         scale = max(base_scale, 1.1 * h / ph, 1.1 * w / pw)
         if scale < 1:  # as cv2.resize(fx=scale) with INTER_LINEAR: no anti-aliasing
-            resized = F.interpolate(photo[None].float(), scale_factor=scale, mode="bilinear", align_corners=False,
-                                    recompute_scale_factor=False)
+            resized = F.interpolate(photo[None].float(), scale_factor=scale, mode="bilinear",
+                                    align_corners=False, recompute_scale_factor=False)
         else:  # as cv2.resize(dsize=ceil(size * scale)) with INTER_CUBIC
             size = (math.ceil(ph * scale), math.ceil(pw * scale))
             resized = F.interpolate(photo[None].float(), size=size, mode="bicubic", align_corners=False)
@@ -422,12 +440,15 @@ def _frost(x: torch.Tensor, param: tuple[float, float, float], generator: torch.
 
 
 def _plasma_fractal(n: int, size: int, decay: float, generator: torch.Generator) -> torch.Tensor:
-    """Diamond-square height maps ``(N, size, size)`` in [0, 1] (``size`` a power of two), as the references."""
+    """Diamond-square height maps ``(N, size, size)`` in [0, 1] (``size`` a power of two), as the references:
+    each new point is the mean of its 4 neighbours plus uniform noise in ``[-wibble^2, wibble^2]``, with
+    ``wibble`` starting at 100 and divided by ``decay`` at every halving of the step."""
     heights = torch.zeros((n, size, size), dtype=torch.float64)
     step, wibble = size, 100.0
 
     def noisy_mean(total: torch.Tensor) -> torch.Tensor:
-        return total / 4 + wibble * (torch.rand(total.shape, generator=generator, dtype=torch.float64) * 2 - 1) * wibble
+        noise = torch.rand(total.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        return total / 4 + wibble * wibble * noise
 
     while step >= 2:
         half = step // 2
@@ -436,8 +457,10 @@ def _plasma_fractal(n: int, size: int, decay: float, generator: torch.Generator)
         heights[:, half::step, half::step] = noisy_mean(total + total.roll(-1, 2))
         centres = heights[:, half::step, half::step]
         corners = heights[:, 0::step, 0::step]
-        heights[:, 0::step, half::step] = noisy_mean(centres + centres.roll(1, 1) + corners + corners.roll(-1, 2))
-        heights[:, half::step, 0::step] = noisy_mean(centres + centres.roll(1, 2) + corners + corners.roll(-1, 1))
+        heights[:, 0::step, half::step] = noisy_mean(centres + centres.roll(1, 1)
+                                                     + corners + corners.roll(-1, 2))
+        heights[:, half::step, 0::step] = noisy_mean(centres + centres.roll(1, 2)
+                                                     + corners + corners.roll(-1, 1))
         step //= 2
         wibble /= decay
     heights -= heights.amin((1, 2), keepdim=True)
@@ -466,12 +489,18 @@ def _contrast(x: torch.Tensor, factor: float, generator: torch.Generator) -> tor
     return ((x - means) * factor + means).clamp(0, 1)
 
 
+def _pixel_coordinates(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column index of every pixel, float ``(H, W)`` each."""
+    rows = torch.arange(h, dtype=torch.float32, device=device)
+    cols = torch.arange(w, dtype=torch.float32, device=device)
+    return torch.meshgrid(rows, cols, indexing="ij")
+
+
 def _affine_warp(images: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Warp ``images`` ``(N, C, H, W)`` bilinearly; ``inverse`` ``(N, 3, 2)`` maps output pixel ``(x, y, 1)``
-    to its source ``(x, y)`` (OpenCV's ``warpAffine`` with ``BORDER_REFLECT_101``)."""
+    """Warp ``images`` ``(N, C, H, W)`` bilinearly; ``inverse`` ``(N, 3, 2)`` maps an output pixel
+    ``(x, y, 1)`` to its source ``(x, y)`` (OpenCV's ``warpAffine`` with ``BORDER_REFLECT_101``)."""
     n, _, h, w = images.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=images.device),
-                            torch.arange(w, dtype=torch.float32, device=images.device), indexing="ij")
+    ys, xs = _pixel_coordinates(h, w, images.device)
     points = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (H, W, 3)
     source = torch.einsum("hwk,nkj->nhwj", points, inverse.to(images))
     grid = torch.stack([2 * source[..., 0] / (w - 1) - 1, 2 * source[..., 1] / (h - 1) - 1], -1)
@@ -479,11 +508,10 @@ def _affine_warp(images: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
 
 
 def _displace(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Sample ``images`` ``(N, C, H, W)`` at ``(y + dy, x + dx)`` (``dy, dx``: ``(N, H, W)`` pixels), bilinear,
-    mirrored half a pixel beyond the border (scipy's ``map_coordinates(order=1, mode="reflect")``)."""
+    """Sample ``images`` ``(N, C, H, W)`` at ``(y + dy, x + dx)`` (``dy, dx``: ``(N, H, W)``, pixels),
+    bilinear, mirrored about the outer pixel edges (scipy's ``map_coordinates(order=1, mode="reflect")``)."""
     n, _, h, w = images.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=images.device),
-                            torch.arange(w, dtype=torch.float32, device=images.device), indexing="ij")
+    ys, xs = _pixel_coordinates(h, w, images.device)
     grid = torch.stack([(2 * (xs + dx) + 1) / w - 1, (2 * (ys + dy) + 1) / h - 1], -1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -508,7 +536,8 @@ def _elastic_transform(x: torch.Tensor, param: tuple[float, float, float],
 
 
 def _resample_matrix(size: int, factor: float) -> torch.Tensor:
-    """Pillow's BOX resize of ``size`` samples to ``int(size * factor)`` and its NEAREST resize back: ``(size, size)``."""
+    """Pillow's BOX resize of ``size`` samples to ``int(size * factor)``, then its NEAREST (equivalently
+    BOX) resize back, as one ``(size, size)`` matrix."""
     small = int(size * factor)
     scale = size / small
     centres = (torch.arange(small, dtype=torch.float64) + 0.5) * scale
@@ -526,21 +555,25 @@ def _pixelate(x: torch.Tensor, factor: float, generator: torch.Generator) -> tor
     return torch.einsum("ih,nchw,jw->ncij", rows, x, cols).clamp(0, 1)
 
 
-_LUMA_TABLE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-               14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+# The example quantisation tables of the JPEG standard (ITU-T T.81, Annex K), row by row.
+_LUMA_TABLE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+               14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+               18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
                49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
-_CHROMA_TABLE = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-                 47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
+_CHROMA_TABLE = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+                 24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
 
 
 def _quantisation_table(base: tuple[int, ...], quality: int) -> torch.Tensor:
     """libjpeg's ``jpeg_set_quality`` scaling of a standard table (baseline: entries in 1..255)."""
     scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return torch.tensor([min(max((b * scale + 50) // 100, 1), 255) for b in base], dtype=torch.float32).view(8, 8)
+    entries = [min(max((b * scale + 50) // 100, 1), 255) for b in base]
+    return torch.tensor(entries, dtype=torch.float32).view(8, 8)
 
 
 @lru_cache(maxsize=1)
 def _dct_matrix() -> torch.Tensor:
+    """The orthonormal 8-point DCT-II, ``(8, 8)``: JPEG's forward DCT of a block ``B`` is ``D @ B @ D.T``."""
     k = torch.arange(8, dtype=torch.float64)
     matrix = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
     matrix[0] /= math.sqrt(2)
@@ -554,7 +587,7 @@ def _jpeg_plane(planes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     table = table.to(planes.device)
     blocks = (planes - 128).reshape(n, p, h // 8, 8, w // 8, 8).transpose(3, 4)
     coefficients = dct @ blocks @ dct.T
-    levels = torch.sign(coefficients) * torch.floor(coefficients.abs() / table + 0.5)  # libjpeg rounds half up
+    levels = torch.sign(coefficients) * torch.floor(coefficients.abs() / table + 0.5)  # ties away from 0
     decoded = dct.T @ (levels * table) @ dct + 128
     return decoded.transpose(3, 4).reshape(n, p, h, w).round().clamp(0, 255)
 
@@ -570,8 +603,8 @@ def _jpeg_compression(x: torch.Tensor, quality: int, generator: torch.Generator)
         return (_jpeg_plane(samples, luma_table) / 255)[..., :h, :w]
     to_ycc = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
                           device=x.device)
-    ycc = torch.einsum("kc,nchw->nkhw", to_ycc, samples) + torch.tensor([0.0, 128, 128], device=x.device)[:, None, None]
-    ycc = ycc.round()
+    offset = torch.tensor([0.0, 128, 128], device=x.device)[:, None, None]
+    ycc = (torch.einsum("kc,nchw->nkhw", to_ycc, samples) + offset).round()
     luma = _jpeg_plane(ycc[:, :1], luma_table)
     chroma = _jpeg_plane(F.avg_pool2d(ycc[:, 1:], 2).round(), _quantisation_table(_CHROMA_TABLE, quality))
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False).round() - 128
@@ -622,7 +655,8 @@ def _check_options(seed: int, params: str) -> None:
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images={type(images).__name__} is not allowed; allowed: a torch.Tensor (N, C, H, W)")
+        raise ValueError(f"images={type(images).__name__} is not allowed; "
+                         f"allowed: a torch.Tensor (N, C, H, W)")
     if images.dim() != 4:
         raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: 4-D (N, C, H, W)")
     if images.shape[1] not in (1, 3):
@@ -631,13 +665,15 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError(f"images.shape[2:]={tuple(images.shape[2:])} (H, W) is not allowed; "
                          f"allowed: H and W >= {MIN_SIZE}")
     if not images.is_floating_point():
-        raise ValueError(f"images.dtype={images.dtype} is not allowed; allowed: a floating-point dtype in [0, 1]")
+        raise ValueError(f"images.dtype={images.dtype} is not allowed; "
+                         f"allowed: a floating-point dtype, values in [0, 1]")
     if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
         low, high = float(images.min()), float(images.max())
         raise ValueError(f"images values in [{low}, {high}] are not allowed; allowed: values in [0, 1]")
 
 
-def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0, params: str = "cifar") -> torch.Tensor:
+def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0,
+            params: str = "cifar") -> torch.Tensor:
     """Corrupt a batch ``images`` ``(N, C, H, W)`` (floating, ``[0, 1]``, ``C`` in {1, 3}, ``H, W >= 32``).
 
     ``name`` is one of :data:`CORRUPTIONS`, ``severity`` in 1..5, ``params`` the parameter table
@@ -648,6 +684,8 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0, pa
     _check_severity(severity)
     _check_options(seed, params)
     _check_images(images)
+    if images.shape[0] == 0:
+        return images.detach().clone()
     param = _TABLES[params][name][severity - 1]
     generator = torch.Generator().manual_seed(seed)
     return _FUNCTIONS[name](images.detach().float(), param, generator).to(images.dtype)
@@ -663,10 +701,20 @@ def _cache_key(images: torch.Tensor, names: tuple[str, ...], severities: tuple[i
     return digest.hexdigest()[:20]
 
 
-def corrupt_all(images: torch.Tensor, names: Iterable[str] = CORRUPTIONS, severities: Iterable[int] = SEVERITIES,
-                seed: int = 0, params: str = "cifar",
+def _check_all(images: torch.Tensor, names: tuple[str, ...], severities: tuple[int, ...], seed: int,
+               params: str) -> None:
+    for name in names:
+        _check_name(name)
+    for severity in severities:
+        _check_severity(severity)
+    _check_options(seed, params)
+    _check_images(images)
+
+
+def corrupt_all(images: torch.Tensor, names: Iterable[str] = CORRUPTIONS,
+                severities: Iterable[int] = SEVERITIES, seed: int = 0, params: str = "cifar",
                 cache_dir: str | Path | None = None) -> dict[tuple[str, int], torch.Tensor]:
-    """Every ``(name, severity)`` corruption of ``images`` ``(N, C, H, W)``: ``{(name, severity): (N, C, H, W)}``.
+    """All ``(name, severity)`` corruptions of ``images`` ``(N, C, H, W)``: ``{(name, severity): tensor}``.
 
     Each entry is ``corrupt(images, name, severity, seed=seed, params=params)`` rounded to the 8-bit
     levels ``k / 255`` (what a saved benchmark such as CIFAR-10-C holds), as ``images``' dtype on its
@@ -676,28 +724,27 @@ def corrupt_all(images: torch.Tensor, names: Iterable[str] = CORRUPTIONS, severi
     them instead of recomputing.
     """
     names, severities = tuple(names), tuple(severities)
-    for name in names:
-        _check_name(name)
-    for severity in severities:
-        _check_severity(severity)
-    _check_options(seed, params)
-    _check_images(images)
+    _check_all(images, names, severities, seed, params)
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"corruptions-{_cache_key(images, names, severities, seed, params)}.pt"
         if path.exists():
             stored = torch.load(path, map_location="cpu", weights_only=True)
-            return {(name, severity): (stored[f"{name}/{severity}"].to(images.device).to(images.dtype) / 255)
+            return {(name, severity): stored[f"{name}/{severity}"].to(images.device).to(images.dtype) / 255
                     for name in names for severity in severities}
-    levels = {(name, severity): torch.round(corrupt(images, name, severity, seed=seed, params=params).float() * 255)
-              .to(torch.uint8) for name in names for severity in severities}
+    levels = {}
+    for name in names:
+        for severity in severities:
+            out = corrupt(images, name, severity, seed=seed, params=params)
+            levels[name, severity] = torch.round(out.float() * 255).to(torch.uint8)
     if path is not None:
         torch_save(path, {f"{name}/{severity}": level.cpu() for (name, severity), level in levels.items()})
     return {key: level.to(images.dtype) / 255 for key, level in levels.items()}
 
 
 def frequency_ranking(images: torch.Tensor, names: Iterable[str] = CORRUPTIONS,
-                      severities: Iterable[int] = SEVERITIES, seed: int = 0, params: str = "cifar") -> pd.DataFrame:
+                      severities: Iterable[int] = SEVERITIES, seed: int = 0,
+                      params: str = "cifar") -> pd.DataFrame:
     """How high-frequency each corruption is on ``images`` ``(N, C, H, W)``, lowest first.
 
     For every name, the :func:`~dstlib.data.spectral.spectral_centroid` of ``corrupt(...) - images``,
@@ -706,6 +753,7 @@ def frequency_ranking(images: torch.Tensor, names: Iterable[str] = CORRUPTIONS,
     are ignored. This is how :data:`CORRUPTIONS` was ordered.
     """
     names, severities = tuple(names), tuple(severities)
+    _check_all(images, names, severities, seed, params)
     rows = []
     for name in names:
         centroids = []

@@ -46,7 +46,8 @@ def _check_images(images: torch.Tensor) -> None:
 
 
 def _check_radius(radius: float) -> None:
-    if isinstance(radius, bool) or not isinstance(radius, int | float) or not math.isfinite(radius) or radius < 0:
+    if isinstance(radius, bool) or not isinstance(radius, int | float) or not math.isfinite(radius) \
+            or radius < 0:
         raise ValueError(f"radius={radius!r} is not allowed; allowed: a finite number >= 0")
 
 
@@ -68,7 +69,7 @@ def _filter(images: torch.Tensor, radius: float, mode: str) -> torch.Tensor:
 
 
 def low_pass(images: torch.Tensor, radius: float) -> torch.Tensor:
-    """Keep the frequencies within ``radius`` of the spectrum centre (inclusive) of ``images`` ``(..., H, W)``.
+    """Keep the frequencies of ``images`` ``(..., H, W)`` within ``radius`` of the centre (inclusive).
 
     Returns a real tensor of the same shape and dtype. ``radius >= frequency_radius(H, W).max()`` returns the
     images unchanged (up to rounding); ``radius = 0`` keeps only the mean of each plane.
@@ -77,7 +78,7 @@ def low_pass(images: torch.Tensor, radius: float) -> torch.Tensor:
 
 
 def high_pass(images: torch.Tensor, radius: float) -> torch.Tensor:
-    """Remove the frequencies within ``radius`` of the spectrum centre (inclusive) of ``images`` ``(..., H, W)``.
+    """Remove the frequencies of ``images`` ``(..., H, W)`` within ``radius`` of the centre (inclusive).
 
     The complement of :func:`low_pass`: ``high_pass(x, r) == x - low_pass(x, r)``. ``radius = 0`` removes
     only the mean of each plane; ``radius >=`` the largest radius returns zeros.
@@ -125,7 +126,8 @@ def radius_accuracy(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     if images.dim() != 4:
         raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: (N, C, H, W)")
     if targets.shape != images.shape[:1]:
-        raise ValueError(f"targets.shape={tuple(targets.shape)} is not allowed; allowed: ({images.shape[0]},)")
+        raise ValueError(f"targets.shape={tuple(targets.shape)} is not allowed; "
+                         f"allowed: ({images.shape[0]},)")
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else images.device
     distance = frequency_radius(*images.shape[-2:], device=device)

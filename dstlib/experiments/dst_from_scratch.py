@@ -51,7 +51,7 @@ SPEC = ChapterSpec(
         "smoke": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_tiny", "densities": [0.5, 0.1],
                   "seeds": [0], "epochs": 2, "batch_size": 64, "lr": 0.05, "update_every": 10, "download": False},
         "tutorial": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_tiny",
-                     "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 10, "batch_size": 64,
+                     "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2, 3, 4], "epochs": 15, "batch_size": 64,
                      "lr": 0.05, "update_every": 20, "download": False},
         # RigL (Evci et al. 2020) on CIFAR-10: WideResNet-22-2, batch 128, 250 epochs, dT = 100, drop 0.3
         # cosine-annealed until 75% of training, ERK densities.

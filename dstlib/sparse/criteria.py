@@ -68,11 +68,11 @@ def grow_highest(score: Tensor, mask: Tensor, n: int, allowed: Tensor | None = N
     Returns:
         bool mask, same shape, with ``min(n, #candidates)`` more active positions.
     """
-    eligible = ~mask if allowed is None else ~mask & allowed
+    blocked = mask if allowed is None else mask | ~allowed
     out = mask.clone(memory_format=torch.contiguous_format)
     n = min(n, mask.numel())
     if n > 0:
-        candidates = _as_float(score).flatten().masked_fill(~eligible.flatten(), -math.inf)
+        candidates = _as_float(score).flatten().masked_fill(blocked.flatten(), -math.inf)
         values, picks = torch.topk(candidates, n, sorted=False)
         out.view(-1)[picks[values != -math.inf]] = True
     return out

@@ -20,6 +20,18 @@ unchanged ``conv1.weight``), in the weight's dtype (so the per-step masking is o
 over all sparse weights and their optimizer state). They follow ``.to(device)`` and land in
 ``model.state_dict()``. Gradients are not masked: after ``optimizer.step()`` the weights are zeroed in place.
 
+Regrowth: positions inactive before an update and active after it start at ``grow_init`` (default 0) with
+zeroed optimizer state; a position dropped and regrown in the same update is simply kept.
+
+Distributed: random draws come from a CPU generator seeded identically on every rank (rank 0's seed is
+broadcast at construction); gradient scores are averaged over ranks (one all-reduce per update) and the new
+masks are broadcast from rank 0 (one broadcast per update). The mask buffers are listed in the model's
+``_ddp_params_and_buffers_to_ignore``, so a DDP wrapper built after the engine does not re-broadcast them at
+every forward.
+
+Checkpoints: build model, optimizer and engine as in the original run, then load the three state dicts
+(the masks are in both ``model.state_dict()`` and ``engine.state_dict()``).
+
 Counting: ``t`` is the number of optimizer steps taken. A topology update happens at every ``t`` that is a
 multiple of ``update_every``; its prune-and-regrow part only while ``update_begin <= t < update_end``, its
 gradual-pruning part (GraNet, GMP) from ``prune_begin`` on until the final density is reached.
@@ -28,7 +40,7 @@ gradual-pruning part (GraNet, GMP) from ``prune_begin`` on until the final densi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,8 +150,8 @@ class SparseEngine:
             must match their global density to within one weight per layer.
         include, exclude, dense_first, dense_last: which parameters are sparse
             (:func:`~dstlib.sparse.selection.sparse_parameters`).
-        seed: seeds the engine's CPU generator for random draws, identical on every rank (rank 0's seed is
-            broadcast): :func:`~dstlib.sparse.criteria.mask_generator`.
+        seed: integer in ``[0, 2**40)`` seeding the engine's CPU generator for random draws, identical on
+            every rank (rank 0's seed is broadcast): :func:`~dstlib.sparse.criteria.mask_generator`.
 
     Raises:
         ValueError: any bad argument, before the model or optimizer is touched.
@@ -257,7 +269,9 @@ class SparseEngine:
             self.prune_end = int(0.75 * total_steps) if prune_end is None else prune_end
             cubic_density(0, 1.0, 1.0, self.prune_begin, self.prune_end)  # validates begin < end
         self.prune, self.grow, self.unfired_first = prune, grow, bool(unfired_first)
-        self._seed = _check_int("seed", seed, -(2**63))
+        self._seed = _check_int("seed", seed, 0)
+        if self._seed >= 2**40:
+            raise ValueError(f"seed={seed!r}: must be an integer in [0, 2**40)")
 
         # ---- which parameters, and whether the optimizer holds them ----
         self.model = unwrap(model)
@@ -347,7 +361,7 @@ class SparseEngine:
     def _unit_shape(self, weight: Tensor) -> tuple[int, ...]:
         return tuple(self.granularity.to_units(torch.empty(weight.shape, device="meta")).shape)
 
-    def _blocks(self):
+    def _blocks(self) -> Iterator[tuple[int, int, slice, tuple[int, ...]]]:
         """Yield ``(layer index, group index, rows, block shape)`` for every group of every layer."""
         for i, layer in enumerate(self._layers):
             unit_shape = self._unit_shape(layer.weight)
@@ -357,7 +371,7 @@ class SparseEngine:
     def _capacities(self) -> dict[tuple[int, int], int]:
         return {(i, g): self.granularity.capacity(shape, g) for i, g, _, shape in self._blocks()}
 
-    def _initial_masks(self, distribution: Distribution, density: float | None, power_scale: float):
+    def _initial_masks(self, distribution: Distribution, density: float | None, power_scale: float) -> list[Tensor]:
         shapes = {layer.name: tuple(layer.weight.shape) for layer in self._layers}
         densities = layer_densities(shapes, density, distribution, power_scale=power_scale)
         capacities = self._capacities()
@@ -448,10 +462,12 @@ class SparseEngine:
         if not pairs:
             return
         accumulators, grads = map(list, zip(*pairs, strict=True))
-        decay, weight = (self.momentum, 1 - self.momentum) if self.grow == "momentum" else (1.0, 1.0)
         with torch.no_grad():
-            torch._foreach_mul_(accumulators, decay)
-            torch._foreach_add_(accumulators, grads, alpha=weight)
+            if self.grow == "momentum":  # m <- momentum * m + (1 - momentum) * g
+                torch._foreach_mul_(accumulators, self.momentum)
+                torch._foreach_add_(accumulators, grads, alpha=1 - self.momentum)
+            else:  # running sum, divided by the count when used
+                torch._foreach_add_(accumulators, grads)
         self._accumulated += 1
 
     def step(self) -> bool:
@@ -534,9 +550,8 @@ class SparseEngine:
                 mask = self._grow(mask, round(self.memory_bound * n_active), grad, allowed, unfired)
                 n_now = int(mask.sum().item())
                 n_drop += n_now - n_active
-            scores = weight.abs()
-            if self.prune == "mest":
-                scores = criteria.mest_score(weight, grad, self.grad_coefficient)
+            # ``weight`` and ``grad`` are unit magnitudes here
+            scores = criteria.mest_score(weight, grad, self.grad_coefficient) if self.prune == "mest" else weight
             pruned = criteria.drop_lowest(scores, mask, n_drop)
             n_kept = n_now - n_drop
         return self._grow(pruned, n_active - n_kept, grad, allowed, unfired)

@@ -116,7 +116,7 @@ class GraNet(_Preset):
     ``init_density=max(0.8, density)`` (distributed by ``distribution``), ``prune_begin=0``,
     ``prune_end=total_steps // 2``; regeneration continues after ``prune_end`` until ``update_end``
     (default ``0.75 * total_steps``). At each pruning update the total active count is exactly
-    ``round(cubic_density(t) * total)``.
+    ``round(cubic_density(t) * total)`` (with kernel granularity: at most one kernel less).
 
     Example::
 

@@ -60,6 +60,8 @@ def run_case(name: str, rank: int) -> dict:
     engine.assert_synced()
     checksums = [engine.mask_checksum()]
     net = DistributedDataParallel(model) if wrap else model
+    if wrap:  # DDP must not re-broadcast the masks at every forward: the engine syncs them per update
+        assert not [n for n in net.named_module_buffers if n.endswith("_mask")], net.named_module_buffers
 
     def after(step: int, updated: bool) -> None:
         if updated:
