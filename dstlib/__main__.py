@@ -72,10 +72,11 @@ def sweep_points(chapter: str, profile: str, assignments: list[str], axes: list[
     knobs = cfg.chapter_spec(chapter).all_knobs()
     names, value_lists = [], []
     for axis in axes:
-        parsed = cfg.parse_assignments(chapter, [axis])
-        (key, value), = parsed.items()
+        key, sep, text = axis.partition("=")
+        if not sep or key not in knobs:
+            raise ValueError(f"--grid {axis!r} is not allowed; expected KEY=V1,V2 with KEY one of {sorted(knobs)}")
+        values = [knobs[key].parse_element(v.strip()) for v in text.split(",") if v.strip()]
         names.append(key)
-        values = value if isinstance(value, list) else [value]
         value_lists.append([[v] for v in values] if knobs[key].is_list else values)
     points = [{**fixed, **dict(zip(names, combo, strict=True))} for combo in itertools.product(*value_lists)]
     for point in points:

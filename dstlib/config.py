@@ -100,10 +100,11 @@ class Knob:
         if text in ("None", "none", "null") and self.optional:
             return None
         if self.is_list and not text.strip().startswith("["):
-            return [self._parse_scalar(part.strip()) for part in text.split(",") if part.strip()]
-        return self._parse_scalar(text)
+            return [self.parse_element(part.strip()) for part in text.split(",") if part.strip()]
+        return self.parse_element(text)
 
-    def _parse_scalar(self, text: str) -> Any:
+    def parse_element(self, text: str) -> Any:
+        """Parse one scalar (one list element for a list knob) from text."""
         if self.kind is str and not text.startswith(("[", "'", '"')):
             return text
         try:

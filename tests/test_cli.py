@@ -38,3 +38,17 @@ def test_run_writes_records_reflecting_the_overrides(tmp_path):
     records = [json.loads(p.read_text()) for p in (tmp_path / "dst_from_scratch").glob("*.json")]
     assert sorted((r["params"]["method"], r["params"]["density"]) for r in records) == [("dense", 1.0), ("rigl", 0.2)]
     assert all(r["config"]["epochs"] == 1 and len(r["history"]) == 1 for r in records)
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_sweep_runs_the_grid_skips_finished_points_and_gathers_a_table(tmp_path, capsys):
+    args = ["sweep", "dst_from_scratch", "--profile", "smoke", "--out", str(tmp_path),
+            "--set", "methods=static", "--set", "densities=0.5", "--set", "epochs=1", "--grid", "seeds=0,1"]
+    assert cli.main(args) == 0
+    table = (tmp_path / "dst_from_scratch" / "sweep" / "table.csv").read_text().splitlines()
+    assert len(table) == 3 and "seed" in table[0]  # header + one record per grid point
+    assert len(list((tmp_path / "dst_from_scratch" / "sweep").glob("*.ipynb"))) == 2
+    capsys.readouterr()
+    assert cli.main(args) == 0  # second time: both points are done
+    assert sum(line.startswith("skip ") for line in capsys.readouterr().out.splitlines()) == 2
