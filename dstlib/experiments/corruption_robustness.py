@@ -34,7 +34,8 @@ BENCHMARKS = {"cifar10": "cifar10c", "cifar100": "cifar100c"}
 KNOBS = {
     "dataset": Knob("training data: digits at 32x32 RGB (offline) or CIFAR-10 / CIFAR-100 (download)", str,
                     choices=("digits", "cifar10", "cifar100")),
-    "model": Knob("network, from dstlib.models", str, choices=("cnn_small_s2", "cnn_small", "resnet20", "vgg16", "resnet34")),
+    "model": Knob("network, from dstlib.models", str,
+                  choices=("cnn_small_s2", "cnn_small", "resnet20", "vgg16", "resnet34")),
     "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True),
     "sparsities": Knob("fractions of weights removed in the sparse layers", float, low=0.0, high=1.0,
                        high_open=True, is_list=True),

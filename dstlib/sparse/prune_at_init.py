@@ -86,8 +86,8 @@ def grasp(
     Sign convention. With ``g = dL/dw`` and ``H`` the Hessian of the loss, removing weight ``q``
     (``delta = -w_q e_q``) changes the gradient norm by ``||g||^2(w + delta) - ||g||^2(w) ~ 2 delta^T H g
     = 2 S_q``. A large positive ``S_q`` means removing ``q`` would *raise* the gradient flow, a large
-    negative one that it would cut it most. GraSP (paper, Algorithm 1: ``m = S < tau``; official code:
-    remove the top scores) removes the highest scores and keeps the lowest, and so do we.
+    negative one that it would cut it most. GraSP removes the highest scores and keeps the lowest (the
+    official code removes the top ``1 - density`` fraction of ``-w * Hg``), and so do we.
 
     ``H g`` is a Hessian-gradient product by double backpropagation of ``g . stop_grad(g)``; the
     gradient is computed on ``outputs / temperature`` (200 in the official GraSP code, which softens the
@@ -124,8 +124,8 @@ def synflow(
     ``|theta * dR/dtheta|``; after iteration ``k`` of ``iterations`` the global top
     ``density ** (k / iterations)`` is kept (exponential schedule), pruned weights staying pruned. The
     model runs in eval mode (BatchNorm uses its running statistics, as in the official code), in float64
-    so that deep products of weights neither overflow nor underflow. Weights and signs are never modified:
-    the absolute values are copies passed through ``functional_call``.
+    so that the products of many weights stay in range much longer than in float32. Weights and signs are
+    never modified: the absolute values are copies passed through ``functional_call``.
 
     ``example_input``: a tensor ``(N, ...)`` with a batch dimension first.
     """
