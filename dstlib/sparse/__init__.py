@@ -14,14 +14,18 @@ One call builds a method; one call per optimizer step drives it::
 Modules: :mod:`~dstlib.sparse.engine` (``SparseEngine``), :mod:`~dstlib.sparse.presets`,
 :mod:`~dstlib.sparse.selection`, :mod:`~dstlib.sparse.distributions`, :mod:`~dstlib.sparse.criteria`,
 :mod:`~dstlib.sparse.schedules`, :mod:`~dstlib.sparse.granularity`, :mod:`~dstlib.sparse.metrics`,
-:mod:`~dstlib.sparse.distributed`.
+:mod:`~dstlib.sparse.distributed`, :mod:`~dstlib.sparse.prune_at_init` (SNIP, GraSP, SynFlow, LTH/OMP),
+:mod:`~dstlib.sparse.flops` (RigL-convention FLOPs), :mod:`~dstlib.sparse.export` (CSR inference).
 """
 
 from dstlib.sparse.distributions import DISTRIBUTIONS, allocate, layer_densities
 from dstlib.sparse.engine import GROW_RULES, PRUNE_RULES, SparseEngine
+from dstlib.sparse.export import to_sparse_csr
+from dstlib.sparse.flops import FlopsReport, flops
 from dstlib.sparse.granularity import GRANULARITIES, Element, Kernel, RegionGroups
 from dstlib.sparse.metrics import itop_rate
 from dstlib.sparse.presets import GMP, MEST, METHODS, SET, GraNet, RigL, Static, create
+from dstlib.sparse.prune_at_init import grasp, lottery_ticket, magnitude_prune, snip, snip_ratios, synflow
 from dstlib.sparse.schedules import DropFraction, cubic_density
 from dstlib.sparse.selection import DEFAULT_SPARSE_TYPES, sparse_parameters
 
@@ -37,6 +41,7 @@ __all__ = [
     "SET",
     "DropFraction",
     "Element",
+    "FlopsReport",
     "GraNet",
     "Kernel",
     "RegionGroups",
@@ -46,9 +51,15 @@ __all__ = [
     "allocate",
     "create",
     "cubic_density",
+    "flops",
+    "grasp",
     "itop_rate",
     "layer_densities",
+    "lottery_ticket",
+    "magnitude_prune",
+    "snip",
+    "snip_ratios",
     "sparse_parameters",
+    "synflow",
+    "to_sparse_csr",
 ]
-
-# ---- prune-at-init, FLOPs and CSR export (modules prune_at_init, flops, export): wired below ----
