@@ -62,11 +62,11 @@ def test_registered_with_real_sources():
     assert {"cifar10c", "cifar100c"} <= set(names())
     entry = spec("cifar10c")
     assert entry.num_classes == 10 and entry.input_shape == (3, 32, 32) and not entry.offline
-    assert entry.files == (CIFAR10C_FILE,) and len(CIFAR10C_FILE.sha256) == 64
+    assert entry.files == (CIFAR10C_FILE,) and CIFAR10C_FILE.algorithm == "sha256" and len(CIFAR10C_FILE.digest) == 64
     assert CIFAR10C_FILE.url == "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar"
     assert spec("cifar100c").num_classes == 100
-    assert CIFAR100C.url == "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar"
-    assert len(CIFAR100C.md5) == 32
+    assert CIFAR100C.remote.url == "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar"
+    assert CIFAR100C.remote.algorithm == "md5" and len(CIFAR100C.remote.digest) == 32
 
 
 @pytest.mark.parametrize("dataset, folder", [("cifar10c", "CIFAR-10-C"), ("cifar100c", "CIFAR-100-C")])
@@ -84,16 +84,15 @@ def test_offline_error_names_url_and_destination(tmp_path, dataset):
     with pytest.raises(DatasetNotAvailable) as error:
         load(dataset, "test", root=tmp_path, corruption="fog", severity=2)
     message = str(error.value)
-    assert source.url in message
-    assert str(tmp_path / dataset / source.filename) in message  # where to put the archive
+    assert source.remote.url in message
+    assert str(tmp_path / dataset / source.remote.filename) in message  # where to put the archive
     assert str(tmp_path / dataset / source.folder) in message  # or the unpacked folder
 
 
 def test_archive_with_sha256_is_checked_and_unpacked_once(tmp_path):
     archive = tmp_path / "tiny" / "TINY-C.tar"
     digest = _write_tar(archive, "TINY-C")
-    source = CorruptedSet("tiny", "TINY-C", "https://example.org/TINY-C.tar", "TINY-C.tar",
-                          remote=RemoteFile("https://example.org/TINY-C.tar", digest, "TINY-C.tar"))
+    source = CorruptedSet("tiny", "TINY-C", RemoteFile("https://example.org/TINY-C.tar", digest, "TINY-C.tar"))
     _check(load_corrupted(source, "test", tmp_path, corruption="gaussian_noise", severity=4), 1, 4)
     assert sorted(p.name for p in (tmp_path / "tiny" / "TINY-C").iterdir()) == sorted(_arrays())
     archive.unlink()  # the unpacked folder is enough from now on
@@ -103,15 +102,16 @@ def test_archive_with_sha256_is_checked_and_unpacked_once(tmp_path):
 def test_archive_with_wrong_checksum_is_refused(tmp_path):
     archive = tmp_path / "tiny" / "TINY-C.tar"
     _write_tar(archive, "TINY-C")
-    by_sha = CorruptedSet("tiny", "TINY-C", "https://example.org/TINY-C.tar", "TINY-C.tar",
-                          remote=RemoteFile("https://example.org/TINY-C.tar", "0" * 64, "TINY-C.tar"))
+    by_sha = CorruptedSet("tiny", "TINY-C", RemoteFile("https://example.org/TINY-C.tar", "0" * 64, "TINY-C.tar"))
     with pytest.raises(DatasetNotAvailable, match="sha256"):
         load_corrupted(by_sha, "test", tmp_path, corruption="fog", severity=1)
-    by_md5 = CorruptedSet("tiny", "TINY-C", "https://example.org/TINY-C.tar", "TINY-C.tar", md5="0" * 32)
+    by_md5 = CorruptedSet("tiny", "TINY-C", RemoteFile("https://example.org/TINY-C.tar", "md5:" + "0" * 32,
+                                                       "TINY-C.tar"))
     with pytest.raises(DatasetNotAvailable, match="md5"):
         load_corrupted(by_md5, "test", tmp_path, corruption="fog", severity=1)
     right_md5 = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
-    by_md5 = CorruptedSet("tiny", "TINY-C", "https://example.org/TINY-C.tar", "TINY-C.tar", md5=right_md5)
+    by_md5 = CorruptedSet("tiny", "TINY-C", RemoteFile("https://example.org/TINY-C.tar", "md5:" + right_md5,
+                                                       "TINY-C.tar"))
     _check(load_corrupted(by_md5, "test", tmp_path, corruption="fog", severity=5), 0, 5)
 
 

@@ -219,7 +219,7 @@ def test_missing_librispeech_archive_names_url_hash_and_destination(tmp_path, mo
         data.load("librispeech", "test", root=tmp_path)
     remote = speech.LIBRISPEECH_FILES["test-clean"]
     message = str(raised.value)
-    assert remote.url in message and remote.sha256 in message
+    assert remote.url in message and remote.digest in message
     assert str(tmp_path / "librispeech" / "test-clean.tar.gz") in message
 
 

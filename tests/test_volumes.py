@@ -1,6 +1,7 @@
 """3D volumes: MONAI spheres with class-consistent intensities; the MSD spleen archive from disk."""
 
 import gzip
+import hashlib
 import io
 import sys
 import tarfile
@@ -11,6 +12,7 @@ import torch
 
 import dstlib.data as data
 from dstlib.data import volumes
+from dstlib.data.registry import RemoteFile
 
 
 def test_shapes_dtypes_and_classes(tmp_path):
@@ -52,16 +54,16 @@ def test_missing_spleen_archive_names_url_md5_and_destination(tmp_path):
     with pytest.raises(data.DatasetNotAvailable) as raised:
         data.load("msd_task09_spleen", "train", root=tmp_path)
     message = str(raised.value)
-    assert volumes.SPLEEN_URL in message and volumes.SPLEEN_MD5 in message
+    assert volumes.SPLEEN_FILE.url in message and volumes.SPLEEN_FILE.digest in message and "md5" in message
     assert str(tmp_path / "msd_task09_spleen" / "Task09_Spleen.tar") in message
-    with pytest.raises(data.DatasetNotAvailable, match="only an md5 is published"):
-        data.load("msd_task09_spleen", "train", root=tmp_path, download=True)
 
 
 def test_spleen_without_nibabel_says_so(tmp_path, monkeypatch):
     archive = tmp_path / "msd_task09_spleen" / "Task09_Spleen.tar"
     archive.parent.mkdir()
     archive.write_bytes(b"placeholder")
+    checksum = "md5:" + hashlib.md5(b"placeholder", usedforsecurity=False).hexdigest()
+    monkeypatch.setattr(volumes, "SPLEEN_FILE", RemoteFile(volumes.SPLEEN_FILE.url, checksum, archive.name))
     monkeypatch.setitem(sys.modules, "nibabel", None)  # makes `import nibabel` fail
     with pytest.raises(ModuleNotFoundError, match="nibabel"):
         data.load("msd_task09_spleen", "train", root=tmp_path)

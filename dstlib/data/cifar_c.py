@@ -15,13 +15,12 @@ Where the loaders look, under ``root`` (default :func:`dstlib.data.data_root`):
 
 Checksums: CIFAR-10-C's sha256 is the one recorded by TensorFlow Datasets (``url_checksums/
 cifar10_corrupted.txt``; 2,918,471,680 bytes). For CIFAR-100-C only Zenodo's md5 is published
-(``11f0ed0f1191edbf9fa23466ae6021d3``, 2,918,473,216 bytes); the registry's downloader needs a sha256, so
-CIFAR-100-C is not downloaded automatically: a tar placed by hand is checked against the md5, then unpacked.
+(``11f0ed0f1191edbf9fa23466ae6021d3``, 2,918,473,216 bytes), which the registry's ``fetch`` checks the
+same way (a placed or downloaded archive must match it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,25 +43,17 @@ CIFAR10C_FILE = RemoteFile("https://zenodo.org/records/2535967/files/CIFAR-10-C.
 
 @dataclass(frozen=True)
 class CorruptedSet:
-    """Where one -C set comes from: registry name, archive URL, checksum and folder inside the archive.
-
-    ``remote`` is set when a sha256 is known (then :func:`~dstlib.data.registry.fetch` can download it);
-    otherwise only ``md5`` is known and the archive must be placed by hand.
-    """
+    """Where one -C set comes from: registry name, folder inside the archive, and the archive itself."""
 
     dataset: str
     folder: str
-    url: str
-    filename: str
-    remote: RemoteFile | None = None
-    md5: str | None = None
+    remote: RemoteFile
 
 
-CIFAR10C = CorruptedSet("cifar10c", "CIFAR-10-C", CIFAR10C_FILE.url, CIFAR10C_FILE.filename,
-                        remote=CIFAR10C_FILE)
+CIFAR10C = CorruptedSet("cifar10c", "CIFAR-10-C", CIFAR10C_FILE)
 CIFAR100C = CorruptedSet("cifar100c", "CIFAR-100-C",
-                         "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar", "CIFAR-100-C.tar",
-                         md5="11f0ed0f1191edbf9fa23466ae6021d3")
+                         RemoteFile("https://zenodo.org/records/3555552/files/CIFAR-100-C.tar",
+                                    "md5:11f0ed0f1191edbf9fa23466ae6021d3", "CIFAR-100-C.tar"))
 
 
 def _check_options(split: str, corruption: str | None, severity: int | None) -> None:
@@ -74,28 +65,9 @@ def _check_options(split: str, corruption: str | None, severity: int | None) -> 
         raise ValueError(f"severity={severity!r} is not allowed; allowed: {', '.join(map(str, SEVERITIES))}")
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _archive(source: CorruptedSet, root: Path, download: bool) -> Path:
     """The checked archive of ``source`` under ``root/<dataset>/``; :class:`DatasetNotAvailable` otherwise."""
-    if source.remote is not None:
-        return fetch(source.dataset, source.remote, root, download)
-    target = root / source.dataset / source.filename
-    if target.exists():
-        actual = _md5(target)
-        if actual != source.md5:
-            raise DatasetNotAvailable(f"{target} exists but its md5 is {actual}, expected {source.md5}. "
-                                      f"Delete it and download {source.url} again.")
-        return target
-    reason = "only an md5 is published, so no automatic download" if download else "download=False"
-    raise DatasetNotAvailable(f"dataset {source.dataset!r} is not on disk ({reason}). Download {source.url} "
-                              f"(md5 {source.md5}) and place it at {target}.")
+    return fetch(source.dataset, source.remote, root, download)
 
 
 def _extract(archive: Path, folder: Path) -> None:
@@ -133,8 +105,8 @@ def load_corrupted(source: CorruptedSet, split: str, root: Path, download: bool 
     """``split="test"`` of ``source`` under ``corruption`` at ``severity`` (1..5).
 
     Reads ``root/<dataset>/<folder>/`` if it holds ``<corruption>.npy`` and ``labels.npy``; otherwise
-    unpacks the checked archive ``root/<dataset>/<filename>`` there first (downloading it if ``download``
-    and a sha256 is known). Returns ``x: (n, 3, 32, 32)`` float in [0, 1] and ``y: (n,)`` int64, where
+    unpacks the checked archive ``root/<dataset>/<filename>`` there first (downloading it if ``download``).
+    Returns ``x: (n, 3, 32, 32)`` float in [0, 1] and ``y: (n,)`` int64, where
     ``n`` is a fifth of the file's rows (10,000 for the real sets).
     """
     _check_options(split, corruption, severity)
@@ -166,8 +138,8 @@ def load_cifar100c(split: str, root: Path, download: bool = False, corruption: s
                    severity: int | None = None) -> TensorDataset:
     """CIFAR-100-C: the 10,000 CIFAR-100 test images (fine labels) under ``corruption`` at ``severity``.
 
-    ``x: (10000, 3, 32, 32)`` in [0, 1], ``y: (10000,)``. Never downloaded (only an md5 is published):
-    place the archive or the unpacked folder by hand.
+    ``x: (10000, 3, 32, 32)`` in [0, 1], ``y: (10000,)``. ``download=True`` fetches the 2.9 GB archive
+    (md5-checked: Zenodo publishes no sha256).
     """
     return load_corrupted(CIFAR100C, split, root, download, corruption, severity)
 
@@ -177,4 +149,4 @@ register(DatasetSpec("cifar10c", load_cifar10c, "classification", 10, (3, 32, 32
                      "(options corruption=..., severity=...)", (CIFAR10C_FILE,)))
 register(DatasetSpec("cifar100c", load_cifar100c, "classification", 100, (3, 32, 32), False,
                      "CIFAR-100-C: the CIFAR-100 test set under 19 corruptions x 5 severities "
-                     "(options corruption=..., severity=...; place the files by hand)"))
+                     "(options corruption=..., severity=...)", (CIFAR100C.remote,)))

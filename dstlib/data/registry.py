@@ -5,7 +5,7 @@ Two kinds of entries:
 * **generated / bundled** (``offline=True``): built on this machine from data that ships with a pip
   package (sklearn digits, mnist1d, sktime's UCR sets, eSpeak NG speech, MONAI volumes). Deterministic
   by seed and cached under :func:`data_root` keyed by the builder's parameters.
-* **remote** (``offline=False``): real benchmark files with a URL and a sha256. They are used when the
+* **remote** (``offline=False``): real benchmark files with a URL and a sha256 (or md5) checksum. They are used when the
   file is already in place; otherwise :func:`fetch` downloads it only when ``download=True`` and raises
   :class:`DatasetNotAvailable` naming the URL, the hash and the destination when it cannot.
 
@@ -34,13 +34,37 @@ class DatasetNotAvailable(FileNotFoundError):
     """A real dataset is not on disk and cannot be downloaded (offline, or ``download=False``)."""
 
 
+HASH_ALGORITHMS = ("sha256", "md5")
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a real dataset: where it comes from and its sha256."""
+    """One file of a real dataset: where it comes from, its checksum and its file name.
+
+    ``checksum`` is ``"<algorithm>:<hex digest>"`` with algorithm ``sha256`` or ``md5`` (some archives
+    only publish an md5), or a bare sha256 hex digest.
+    """
 
     url: str
-    sha256: str
+    checksum: str
     filename: str
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in HASH_ALGORITHMS:
+            raise ValueError(f"checksum={self.checksum!r}: the algorithm must be one of {', '.join(HASH_ALGORITHMS)}")
+
+    @property
+    def algorithm(self) -> str:
+        return self.checksum.partition(":")[0] if ":" in self.checksum else "sha256"
+
+    @property
+    def digest(self) -> str:
+        return self.checksum.rpartition(":")[2]
+
+    @property
+    def label(self) -> str:
+        """``"sha256 <hex>"`` for messages."""
+        return f"{self.algorithm} {self.digest}"
 
 
 @dataclass(frozen=True)
@@ -127,9 +151,9 @@ def data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest (``sha256`` or ``md5``) of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -139,27 +163,27 @@ def sha256(path: str | os.PathLike) -> str:
 def fetch(dataset: str, remote: RemoteFile, root: Path, download: bool) -> Path:
     """Path of ``remote`` under ``root/dataset``, downloading it with pooch only if ``download``.
 
-    A file already in place is used only if its sha256 matches. Raises :class:`DatasetNotAvailable`
-    with the URL, hash and destination when the file is missing and cannot be fetched.
+    A file already in place is used only if its checksum matches. Raises :class:`DatasetNotAvailable`
+    with the URL, checksum and destination when the file is missing and cannot be fetched.
     """
     folder = Path(root) / dataset
     target = folder / remote.filename
     if target.exists():
-        actual = sha256(target)
-        if actual != remote.sha256:
+        actual = file_hash(target, remote.algorithm)
+        if actual != remote.digest:
             raise DatasetNotAvailable(
-                f"{target} exists but its sha256 is {actual}, expected {remote.sha256}. "
+                f"{target} exists but its {remote.algorithm} is {actual}, expected {remote.digest}. "
                 f"Delete it and download {remote.url} again.")
         return target
-    how = (f"Download {remote.url} (sha256 {remote.sha256}) and place it at {target}, "
+    how = (f"Download {remote.url} ({remote.label}) and place it at {target}, "
            f"or set DSTLIB_DATA to a folder holding {dataset}/{remote.filename}.")
     if not download:
         raise DatasetNotAvailable(f"dataset {dataset!r} is not on disk and download=False. {how}")
     import pooch
 
     try:
-        fetched = pooch.retrieve(remote.url, known_hash=f"sha256:{remote.sha256}", fname=remote.filename,
-                                 path=folder, progressbar=False)
+        fetched = pooch.retrieve(remote.url, known_hash=f"{remote.algorithm}:{remote.digest}",
+                                 fname=remote.filename, path=folder, progressbar=False)
     except Exception as error:  # network errors come in many types; all mean the same to the reader
         raise DatasetNotAvailable(f"dataset {dataset!r} could not be downloaded ({error}). {how}") from error
     return Path(fetched)

@@ -13,7 +13,6 @@ Inputs are ``(N, 1, D, H, W)`` float32, targets ``(N, D, H, W)`` int64.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import tarfile
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from dstlib.data.registry import SPLITS, DatasetNotAvailable, DatasetSpec, cached, register
+from dstlib.data.registry import SPLITS, DatasetNotAvailable, DatasetSpec, RemoteFile, cached, fetch, register
 
 SPHERES_PER_VOLUME = 5
 
@@ -81,22 +80,11 @@ def load_synthetic_volumes(split: str, root: Path, download: bool = False, size:
     return TensorDataset(torch.from_numpy(np.stack(images)).unsqueeze(1), torch.from_numpy(np.stack(labels)))
 
 
-SPLEEN_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task09_Spleen.tar"
-# The md5 MONAI publishes (monai.apps.DecathlonDataset); no sha256 is published for this archive, so it is
-# not a registry RemoteFile (those are sha256-verified) and download=True cannot fetch it.
-SPLEEN_MD5 = "410d4a301da4e5b2f6f86ec3ddba524e"
-SPLEEN_FILENAME = "Task09_Spleen.tar"
+# The md5 MONAI publishes (monai.apps.DecathlonDataset); no sha256 is published for this archive.
+SPLEEN_FILE = RemoteFile("https://msd-for-monai.s3-us-west-2.amazonaws.com/Task09_Spleen.tar",
+                         "md5:410d4a301da4e5b2f6f86ec3ddba524e", "Task09_Spleen.tar")
 SPLEEN_TEST_CASES = 9
 SPLEEN_HU_WINDOW = (-57.0, 164.0)
-
-
-def md5(path: Path) -> str:
-    """Hex md5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_nifti(data: bytes) -> np.ndarray:
@@ -127,7 +115,7 @@ def read_spleen_archive(archive: Path, size: int) -> dict[str, torch.Tensor]:
                        and not Path(name).name.startswith("._"))
         if len(cases) <= SPLEEN_TEST_CASES:
             raise DatasetNotAvailable(f"{archive} holds {len(cases)} labelled cases, expected more than "
-                                      f"{SPLEEN_TEST_CASES}; download {SPLEEN_URL} again")
+                                      f"{SPLEEN_TEST_CASES}; download {SPLEEN_FILE.url} again")
         images, labels = [], []
         for case in cases:
             image = _read_nifti(tar.extractfile(members[case]).read())
@@ -142,19 +130,14 @@ def read_spleen_archive(archive: Path, size: int) -> dict[str, torch.Tensor]:
 def load_msd_spleen(split: str, root: Path, download: bool = False, size: int = 64) -> TensorDataset:
     """MSD Task09 spleen CT (32 train / 9 test labelled volumes), resized to ``size``^3.
 
-    The archive (1.5 GB) must be at ``root/msd_task09_spleen/Task09_Spleen.tar``; it is checked against
-    MONAI's published md5. Reading NIfTI needs ``nibabel`` (not in requirements.txt). Returns
-    ``x: (N, 1, size, size, size)`` float32 in [0, 1] and ``y: (N, size, size, size)`` int64 in {0, 1}.
+    The archive (1.5 GB) is read from ``root/msd_task09_spleen/Task09_Spleen.tar`` (fetched with
+    ``download=True``), checked against MONAI's published md5. Reading NIfTI needs ``nibabel`` (not in
+    requirements.txt). Returns ``x: (N, 1, size, size, size)`` float32 in [0, 1] and
+    ``y: (N, size, size, size)`` int64 in {0, 1}.
     """
     if not _is_int(size, 16) or size > 256:
         raise ValueError(f"size={size!r} is not allowed; expected an integer in 16..256")
-    archive = Path(root) / "msd_task09_spleen" / SPLEEN_FILENAME
-    if not archive.exists():
-        why = ("download=True cannot fetch it: only an md5 is published and the registry downloads "
-               "sha256-verified files" if download else "download=False")
-        raise DatasetNotAvailable(f"dataset 'msd_task09_spleen' is not on disk ({why}). Download "
-                                  f"{SPLEEN_URL} (md5 {SPLEEN_MD5}) and place it at {archive}, or set "
-                                  f"DSTLIB_DATA to a folder holding msd_task09_spleen/{SPLEEN_FILENAME}.")
+    archive = fetch("msd_task09_spleen", SPLEEN_FILE, Path(root), download)
     try:
         import nibabel  # noqa: F401
     except ImportError as error:
@@ -162,10 +145,6 @@ def load_msd_spleen(split: str, root: Path, download: bool = False, size: int = 
                                   "pip install nibabel==5.4.2") from error
 
     def build() -> dict[str, torch.Tensor]:
-        actual = md5(archive)
-        if actual != SPLEEN_MD5:
-            raise DatasetNotAvailable(f"{archive} has md5 {actual}, expected {SPLEEN_MD5}. "
-                                      f"Delete it and download {SPLEEN_URL} again.")
         return read_spleen_archive(archive, size)
 
     stat = archive.stat()
@@ -177,5 +156,5 @@ def load_msd_spleen(split: str, root: Path, download: bool = False, size: int = 
 register(DatasetSpec("synthetic_volumes", load_synthetic_volumes, "segmentation", None, None, True,
                      "random labelled spheres in noise (MONAI create_test_image_3d), size^3 voxels"))
 register(DatasetSpec("msd_task09_spleen", load_msd_spleen, "segmentation", 2, None, False,
-                     f"Medical Segmentation Decathlon Task09 spleen CT, 41 labelled volumes; {SPLEEN_URL} "
-                     f"(md5 {SPLEEN_MD5}, placed by hand); needs nibabel"))
+                     "Medical Segmentation Decathlon Task09 spleen CT, 41 labelled volumes; needs nibabel",
+                     (SPLEEN_FILE,)))
