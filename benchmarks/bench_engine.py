@@ -2,9 +2,10 @@
 
 Setting (the engine issue): ResNet-20 on 32x32 inputs, 10 classes, SGD (lr 0.1, momentum 0.9), CPU,
 RigL at density 0.1 with a topology update every 100 steps, ``--steps`` timed steps per library per
-round, ``--rounds`` rounds; within a round the libraries run one after another in a rotating order, each
-on a fresh model/optimizer/engine (same seed) after ``--warmup`` untimed steps, so the timed steps hold
-the updates at steps 100, 200, 300. Inputs are a pool of four random batches (data loading is not timed).
+round, ``--rounds`` rounds. Each round builds a fresh model/optimizer/engine per library (same seed), takes
+``--warmup`` untimed steps, then interleaves the libraries step by step (step i of each, in an order
+rotating with i), so a change in the machine's load hits all of them alike; the timed steps hold the
+updates at steps 100, 200, 300. Inputs are a pool of four random batches (data loading is not timed).
 
 Printed per batch size:
 - mean step time (updates included), and its ratio to the dense step of the same round: median over
@@ -63,7 +64,7 @@ class Runner:
     step: Callable[[Tensor, Tensor], None]
     masks: Callable[[], Pairs] = list
     engine: Any = None
-    baseline: dict[int, Tensor] = field(default_factory=dict)  # held, so no address is reused
+    baseline: dict[int, torch.UntypedStorage] = field(default_factory=dict)  # held: no address reuse
 
 
 def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -188,7 +189,7 @@ def make_runner(
         optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    baseline = _tensors([model, optimizer])
+    baseline = {ptr: t.untyped_storage() for ptr, t in _tensors([model, optimizer]).items()}
     runner = factory(model, optimizer, update_every)
     runner.baseline = baseline
     return runner
@@ -204,18 +205,22 @@ def batches(batch_size: int, pool: int = 4) -> Iterator[tuple[Tensor, Tensor]]:
         yield from data
 
 
-def timed_steps(runner: Runner, batch_size: int, warmup: int, steps: int) -> list[float]:
-    """Seconds of each of ``steps`` steps after ``warmup`` untimed ones; element ``i`` is step
-    ``warmup + i + 1`` of the engine's count."""
+def timed_round(runners: dict[str, Runner], batch_size: int, warmup: int, steps: int) -> dict[str, list[float]]:
+    """Seconds of each library's steps, interleaved step by step (rotating order) after ``warmup``
+    untimed steps each; element ``i`` of a list is step ``warmup + i + 1`` of that library's count."""
+    names = list(runners)
     stream = batches(batch_size)
     for _ in range(warmup):
-        runner.step(*next(stream))
-    times = []
-    for _ in range(steps):
         x, y = next(stream)
-        start = time.perf_counter()
-        runner.step(x, y)
-        times.append(time.perf_counter() - start)
+        for runner in runners.values():
+            runner.step(x, y)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(steps):
+        x, y = next(stream)
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            start = time.perf_counter()
+            runners[name].step(x, y)
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -261,17 +266,16 @@ def benchmark(libraries: dict[str, Callable[..., Runner]], args: argparse.Namesp
     means: dict[str, list[float]] = {n: [] for n in names}
     update_costs: dict[str, list[float]] = {n: [] for n in names}
     memory: dict[str, int] = {}
-    for name in names:  # process warm-up for this batch size: kernels, allocator, thread pool
-        timed_steps(make_runner(libraries[name], "sgd", args.update_every), batch_size, args.warmup, 10)
-    for round_index in range(args.rounds):
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
-        for name in order:
-            runner = make_runner(libraries[name], "sgd", args.update_every)
-            times = timed_steps(runner, batch_size, args.warmup, args.steps)
-            is_update = [(args.warmup + i + 1) % args.update_every == 0 for i in range(len(times))]
-            regular = statistics.median(t for t, u in zip(times, is_update, strict=True) if not u)
-            means[name].append(statistics.fmean(times))
-            update_costs[name] += [t - regular for t, u in zip(times, is_update, strict=True) if u]
+    # process warm-up for this batch size (kernels, allocator, thread pool), then the timed rounds
+    timed_round({n: make_runner(f, "sgd", args.update_every) for n, f in libraries.items()}, batch_size, 0, 10)
+    for _ in range(args.rounds):
+        runners = {name: make_runner(factory, "sgd", args.update_every) for name, factory in libraries.items()}
+        times = timed_round(runners, batch_size, args.warmup, args.steps)
+        is_update = [(args.warmup + i + 1) % args.update_every == 0 for i in range(args.steps)]
+        for name, runner in runners.items():
+            regular = statistics.median(t for t, u in zip(times[name], is_update, strict=True) if not u)
+            means[name].append(statistics.fmean(times[name]))
+            update_costs[name] += [t - regular for t, u in zip(times[name], is_update, strict=True) if u]
             memory[name] = engine_bytes(runner)
     print(
         f"\nbatch {batch_size}: ResNet-20, 32x32, SGD, density {DENSITY}, update every {args.update_every}, "
