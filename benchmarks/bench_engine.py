@@ -23,7 +23,7 @@ module level only to test ``isinstance(m, torchvision.models.resnet.BasicBlock/B
 torchvision is not installed we put a stub module with two empty classes in ``sys.modules`` (both tests
 are then False, and rigl-torch recurses into those blocks anyway), so torchvision is not needed.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_engine.py            # issue setting, ~15 min on 2 cores
+    OMP_NUM_THREADS=2 python benchmarks/bench_engine.py            # issue setting: ~15 min idle, ~50 min shared
     python benchmarks/bench_engine.py --steps 100 --rounds 2 --batches 8   # quick look
 """
 
@@ -285,7 +285,8 @@ def benchmark(libraries: dict[str, Callable[..., Runner]], args: argparse.Namesp
     print("{:<11} {:>8} {:>27} {:>10} {:>14}".format(*header))
     for name in names:
         ratios = [m / d for m, d in zip(means[name], means["dense"], strict=True)]
-        update = f"{statistics.fmean(update_costs[name]) * 1e3:10.1f}" if name != "dense" else f"{'-':>10}"
+        costs = update_costs[name] if name != "dense" else []  # none when --steps < --update-every
+        update = f"{statistics.fmean(costs) * 1e3:10.1f}" if costs else f"{'-':>10}"
         print(
             f"{name:<11} {statistics.fmean(means[name]) * 1e3:8.2f} "
             f"{statistics.median(ratios):12.3f}x [{min(ratios):.3f}, {max(ratios):.3f}] "
