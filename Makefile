@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Tests run two pytest workers on two cores: one torch thread each (two threads each is ~5x slower).
+# Jupyter kernels are started one at a time (tests marked xdist_group("kernels"), chapters serially):
+# two kernels launched at once can race for the same ports and hang.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: test book clean
@@ -20,8 +22,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(TEST_ENV) $(BIN)/pytest -n 2 tests
-	$(TEST_ENV) $(BIN)/pytest -n 2 --nbmake --nbmake-timeout=600 book
+	$(TEST_ENV) $(BIN)/pytest -n 2 --dist loadgroup tests
+	$(BIN)/pytest --nbmake --nbmake-timeout=600 book
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 @pytest.mark.notebook
+@pytest.mark.xdist_group("kernels")
 def test_chapter1_papermill_rerun_with_other_parameters(tmp_path):
     notebook = ROOT / "book" / "01_dst_from_scratch.ipynb"
     papermill.execute_notebook(

@@ -42,6 +42,7 @@ def test_run_writes_records_reflecting_the_overrides(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.notebook
+@pytest.mark.xdist_group("kernels")
 def test_sweep_runs_the_grid_skips_finished_points_and_gathers_a_table(tmp_path, capsys):
     args = ["sweep", "dst_from_scratch", "--profile", "smoke", "--out", str(tmp_path),
             "--set", "methods=static", "--set", "densities=0.5", "--set", "epochs=1", "--grid", "seeds=0,1"]
