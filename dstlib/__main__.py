@@ -55,10 +55,11 @@ def list_chapters() -> str:
 
 
 def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | None) -> int:
-    overrides = cfg.parse_assignments(chapter, assignments)
+    spec = experiments.spec(chapter)
+    overrides = cfg.parse_assignments(spec, assignments)
     if out is not None:
         overrides["out_dir"] = out
-    config = cfg.resolve(chapter, profile, **overrides)
+    config = spec.resolve(profile, **overrides)
     result = experiments.module(chapter).run(config)
     if int(os.environ.get("RANK", 0)) == 0:
         print(result.frame.drop(columns=["id", "chapter"]).to_string(index=False))
@@ -68,33 +69,44 @@ def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | N
 
 def sweep_points(chapter: str, profile: str, assignments: list[str], axes: list[str]) -> list[dict[str, Any]]:
     """Every grid point as a dict of overrides, each validated by :func:`dstlib.config.resolve`."""
-    fixed = cfg.parse_assignments(chapter, assignments)
-    knobs = cfg.chapter_spec(chapter).all_knobs()
+    spec = experiments.spec(chapter)
+    fixed = cfg.parse_assignments(spec, assignments)
+    knobs = spec.all_knobs()
     names, value_lists = [], []
     for axis in axes:
         key, sep, text = axis.partition("=")
         if not sep or key not in knobs:
-            raise ValueError(f"--grid {axis!r} is not allowed; expected KEY=V1,V2 with KEY one of {sorted(knobs)}")
+            raise ValueError(f"--grid {axis!r}: allowed KEY=V1,V2 with KEY one of {', '.join(sorted(knobs))}")
         values = [knobs[key].parse_element(v.strip()) for v in text.split(",") if v.strip()]
         names.append(key)
         value_lists.append([[v] for v in values] if knobs[key].is_list else values)
     points = [{**fixed, **dict(zip(names, combo, strict=True))} for combo in itertools.product(*value_lists)]
     for point in points:
-        cfg.resolve(chapter, profile, **point)
+        spec.resolve(profile, **point)
     return points
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """A file name for a sweep point from its values: ``lr=0.01_seeds=0`` (``default`` when empty)."""
+    parts = []
+    for key, value in sorted(point.items()):
+        shown = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={shown}")
+    name = "_".join(parts) or "default"
+    return "".join(c if c.isalnum() or c in "=,._-" else "-" for c in name)
 
 
 def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], out: str | None) -> int:
     import papermill
 
     points = sweep_points(chapter, profile, assignments, axes)
-    spec = cfg.chapter_spec(chapter)
+    spec = experiments.spec(chapter)
     root = results.results_root(out).resolve()
     folder = root / chapter / "sweep"
     folder.mkdir(parents=True, exist_ok=True)
     notebook = results.REPO_ROOT / spec.notebook
     for point in points:
-        tag = results.run_id(chapter, profile, point)
+        tag = f"{profile}_{point_name(point)}"
         target = folder / f"{tag}.ipynb"
         if target.exists():
             print(f"skip {point} (done: {target.name})")
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run_chapter(args.chapter, args.profile, args.assignments, args.out)
         return sweep(args.chapter, args.profile, args.assignments, args.grid, args.out)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # bad input, or a dataset not available offline
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -67,13 +67,13 @@ class Knob:
             value = self.parse(value)  # papermill's -p passes "[0.1, 0.2]" and "0.5" as text
         if self.is_list:
             if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
-                raise ValueError(f"{name}={value!r} is not allowed; expected {self.allowed()}")
+                raise ValueError(f"{name}={value!r}: allowed {self.allowed()}")
             return [self._validate_scalar(name, v, whole=value) for v in value]
         return self._validate_scalar(name, value, whole=value)
 
     def _validate_scalar(self, name: str, value: Any, whole: Any) -> Any:
         def fail() -> ValueError:
-            return ValueError(f"{name}={whole!r} is not allowed; expected {self.allowed()}")
+            return ValueError(f"{name}={whole!r}: allowed {self.allowed()}")
 
         if self.kind is bool:
             if not isinstance(value, bool):
@@ -99,6 +99,8 @@ class Knob:
         """Parse a command-line string (``"0.5"``, ``"rigl,set"``, ``"[0.1, 0.2]"``) into a value."""
         if text in ("None", "none", "null") and self.optional:
             return None
+        if self.kind is bool and text.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return text.strip().lower() in ("true", "yes", "1")
         if self.is_list and not text.strip().startswith("["):
             return [self.parse_element(part.strip()) for part in text.split(",") if part.strip()]
         return self.parse_element(text)
@@ -138,6 +140,10 @@ class ChapterSpec:
     profiles: Mapping[str, Mapping[str, Any]]
     paper: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve(self, profile: str = "tutorial", **overrides: Any) -> Config:
+        """:func:`resolve` for this chapter."""
+        return resolve(self, profile, **overrides)
 
     def all_knobs(self) -> dict[str, Knob]:
         """The chapter's own knobs plus :data:`COMMON_KNOBS`."""
@@ -182,51 +188,64 @@ class Config(dict):
         return {"chapter": self.chapter, "profile": self.profile, **self}
 
 
-def chapter_spec(chapter: str) -> ChapterSpec:
-    """The :class:`ChapterSpec` of ``chapter``; a ``ValueError`` lists the chapters otherwise."""
-    from dstlib import experiments
-
-    return experiments.spec(chapter)
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 
 
-def resolve(chapter: str, profile: str = "tutorial", **overrides: Any) -> Config:
-    """Validated configuration of ``chapter`` in ``profile`` with ``overrides`` applied.
+def resolve(spec: ChapterSpec, profile: str = "tutorial", **overrides: Any) -> Config:
+    """Validated configuration of the chapter ``spec`` in ``profile`` with ``overrides`` applied.
 
     An override equal to ``None`` means "take the profile's value", so a notebook's parameters cell
-    can list every knob with ``None`` defaults. Raises ``ValueError`` on an unknown chapter, profile
-    or key and on a bad value, before anything runs.
-
-    >>> resolve("dst_from_scratch", "smoke", densities=[0.1]).densities
-    [0.1]
+    can list every knob with ``None`` defaults. Raises ``ValueError`` on an unknown profile or key and
+    on a bad value, before anything runs. (``dstlib.experiments.resolve`` takes a chapter's name.)
     """
-    spec = chapter_spec(chapter)
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+        raise ValueError(f"profile={profile!r}: allowed one of {', '.join(PROFILES)}")
     knobs = spec.all_knobs()
     unknown = sorted(set(overrides) - set(knobs))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for chapter {chapter!r}; "
-                         f"allowed: {', '.join(sorted(knobs))}")
+        shown = ", ".join(f"{k}={overrides[k]!r}" for k in unknown)
+        raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; allowed: {', '.join(sorted(knobs))}")
     values = dict(spec.profiles[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
     validated = {key: knobs[key].validate(key, value) for key, value in values.items()}
-    return Config(chapter, profile, validated)
+    return Config(spec.name, profile, validated)
 
 
-def parse_assignments(chapter: str, assignments: Sequence[str]) -> dict[str, Any]:
+def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:
+    """The configuration of a notebook: ``profile`` and the knobs read from its global ``namespace``.
+
+    Called in a chapter's first code cell, right after the ``parameters`` cell (and the cell papermill
+    injects). Any other plain variable defined by then is a parameter that is not a knob (``-p density
+    0.1`` for ``densities``) and raises a ``ValueError`` naming it, instead of silently running minutes
+    of the defaults. Modules, private names and IPython's own names are ignored.
+    """
+    import types
+
+    knobs = spec.all_knobs()
+    stray = sorted(name for name, value in namespace.items()
+                   if not name.startswith("_") and name not in knobs and name != "profile"
+                   and name not in IPYTHON_NAMES and not isinstance(value, types.ModuleType))
+    if stray:
+        shown = ", ".join(f"{k}={namespace[k]!r}" for k in stray)
+        raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "
+                         f"allowed: profile, {', '.join(sorted(knobs))}")
+    return resolve(spec, namespace.get("profile", "tutorial"), **{k: namespace.get(k) for k in knobs})
+
+
+def parse_assignments(spec: ChapterSpec, assignments: Sequence[str]) -> dict[str, Any]:
     """Parse ``["key=value", ...]`` from the command line using each knob's type.
 
     Raises ``ValueError`` on a malformed assignment or an unknown key.
     """
-    knobs = chapter_spec(chapter).all_knobs()
+    knobs = spec.all_knobs()
     parsed: dict[str, Any] = {}
     for item in assignments:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set {item!r} is not allowed; expected key=value")
+            raise ValueError(f"--set {item!r}: allowed key=value")
         if key not in knobs:
-            raise ValueError(f"unknown parameter {key!r} for chapter {chapter!r}; "
+            raise ValueError(f"--set {item!r}: unknown parameter {key!r} for chapter {spec.name!r}; "
                              f"allowed: {', '.join(sorted(knobs))}")
         parsed[key] = knobs[key].parse(text.strip())
     return parsed

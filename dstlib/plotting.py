@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.lines import Line2D
+
+from dstlib import stats
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -111,3 +114,46 @@ def seeds_mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value) of per-seed results."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+# One colour per verdict outcome, from the colour-blind-safe palette; the outcome is also written out.
+OUTCOME_COLORS = {stats.REPRODUCED: PALETTE[2], stats.CONTRADICTED: PALETTE[1], stats.NOT_REPRODUCED: PALETTE[0],
+                  stats.INCONCLUSIVE: PALETTE[7]}
+
+
+def forest(verdicts: Sequence[stats.Verdict], ax: plt.Axes | None = None) -> plt.Figure:
+    """Forest plot of a chapter's verdicts (from :func:`dstlib.stats.judge`), one row per claim, top down.
+
+    Each row: the estimate (dot), its interval at the effect's level (thick line), the family-corrected
+    interval (thin line), the paper's effect (open diamond), coloured by outcome with the outcome written
+    at the right; a vertical line marks no difference. Undefined intervals (NaN) draw the dot only.
+    """
+    if len(verdicts) == 0:
+        raise ValueError(f"verdicts={verdicts!r}: allowed a non-empty sequence of Verdict (from stats.judge)")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(verdicts)), layout="constrained")
+    rows = np.arange(len(verdicts))[::-1]
+    for row, verdict in zip(rows, verdicts, strict=True):
+        color = OUTCOME_COLORS[verdict.outcome]
+        effect = verdict.effect
+        if np.isfinite(verdict.corrected_low):
+            ax.hlines(row, verdict.corrected_low, verdict.corrected_high, color=color, linewidth=1.2)
+        if np.isfinite(effect.low):
+            ax.hlines(row, effect.low, effect.high, color=color, linewidth=4.5, alpha=0.8)
+        ax.plot(effect.estimate, row, "o", color=color, markersize=7, zorder=3)
+        ax.plot(verdict.paper_effect, row, "D", markerfacecolor="none", markeredgecolor="black", markersize=7,
+                zorder=4)
+        ax.annotate(verdict.outcome, xy=(1.01, row), xycoords=("axes fraction", "data"), va="center",
+                    color=color, fontsize=10, annotation_clip=False)
+    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(rows, [verdict.name for verdict in verdicts])
+    ax.set_ylim(-0.7, len(verdicts) - 0.3)
+    ax.grid(False, axis="y")
+    units = sorted({verdict.units for verdict in verdicts if verdict.units})
+    ax.set_xlabel("difference a - b" + (f" ({', '.join(units)})" if units else ""))
+    handles = [Line2D([], [], color="grey", linewidth=4.5, label=f"{verdicts[0].effect.level:.0%} interval"),
+               Line2D([], [], color="grey", linewidth=1.2, label="family-corrected interval"),
+               Line2D([], [], marker="D", linestyle="none", markerfacecolor="none", markeredgecolor="black",
+                      label="paper's effect")]
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
+    return ax.figure

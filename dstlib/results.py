@@ -45,15 +45,18 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def provenance(device: Any = None) -> dict[str, Any]:
-    """Where and with what a run happened: git commit, device, torch/python versions, host, UTC time."""
+def provenance(device: Any = None, world_size: int = 1, code: str | None = None) -> dict[str, Any]:
+    """Where and with what a run happened: git commit, the ``code`` fingerprint of ``dstlib``, device,
+    number of processes, torch/python versions, host, UTC time."""
     import torch
 
     device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
     return {
         "git_commit": _git_commit(),
+        "code": code,
         "device": device,
+        "world_size": int(world_size),
         "device_name": name,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
@@ -72,11 +75,13 @@ def run_id(chapter: str, profile: str, params: Mapping[str, Any], config: Mappin
 
 def make_record(*, chapter: str, profile: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
                 history: Iterable[Mapping[str, Any]] = (), wall_time_s: float, config: Mapping[str, Any],
-                device: Any = None) -> dict[str, Any]:
+                device: Any = None, world_size: int = 1, code: str | None = None, id: str | None = None
+                ) -> dict[str, Any]:
     """Assemble a record. ``params`` identify the run inside the chapter (method, density, seed...);
-    ``config`` is the whole resolved chapter configuration it came from."""
+    ``config`` is the whole resolved chapter configuration it came from; ``id`` defaults to
+    :func:`run_id` of them."""
     return {
-        "id": run_id(chapter, profile, params, {k: v for k, v in config.items() if k != "out_dir"}),
+        "id": id or run_id(chapter, profile, params, {k: v for k, v in config.items() if k != "out_dir"}),
         "chapter": chapter,
         "profile": profile,
         "params": dict(params),
@@ -84,7 +89,7 @@ def make_record(*, chapter: str, profile: str, params: Mapping[str, Any], metric
         "history": [dict(h) for h in history],
         "wall_time_s": float(wall_time_s),
         "config": dict(config),
-        "provenance": provenance(device),
+        "provenance": provenance(device, world_size, code),
     }
 
 
@@ -95,7 +100,7 @@ def write_record(record: Mapping[str, Any], out_dir: str | os.PathLike | None = 
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Read records from JSON files, or from every ``*.json`` under a folder (recursively)."""
+    """Read records from JSON files, or from every record ``*.json`` under a folder (recursively)."""
     if isinstance(paths, str | os.PathLike):
         root = Path(paths)
         paths = sorted(root.rglob("*.json")) if root.is_dir() else [root]

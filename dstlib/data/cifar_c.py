@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.atomic import atomic_write
 from dstlib.data.corruptions import CORRUPTIONS, SEVERITIES
 from dstlib.data.registry import DatasetNotAvailable, DatasetSpec, RemoteFile, fetch, register
@@ -57,12 +58,9 @@ CIFAR100C = CorruptedSet("cifar100c", "CIFAR-100-C",
 
 
 def _check_options(split: str, corruption: str | None, severity: int | None) -> None:
-    if split != "test":
-        raise ValueError(f"split={split!r} is not allowed; allowed: test (the -C sets are test sets)")
-    if corruption not in FILE_CORRUPTIONS:
-        raise ValueError(f"corruption={corruption!r} is not allowed; allowed: {', '.join(FILE_CORRUPTIONS)}")
-    if isinstance(severity, bool) or severity not in SEVERITIES:
-        raise ValueError(f"severity={severity!r} is not allowed; allowed: {', '.join(map(str, SEVERITIES))}")
+    checks.require(split == "test", "split", split, "'test' only (the -C sets are test sets)")
+    checks.one_of("corruption", corruption, FILE_CORRUPTIONS)
+    checks.one_of("severity", severity, SEVERITIES)
 
 
 def _archive(source: CorruptedSet, root: Path, download: bool) -> Path:

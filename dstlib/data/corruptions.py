@@ -47,7 +47,8 @@ return floats (:func:`corrupt_all` rounds to 8-bit levels).
   ImageMagick's own 8-bit quantisation is not reproduced.
 * ``snow``: the same recipe (Gaussian snow layer, zoom, threshold, motion blur as above at an angle in
   [-135, -45] degrees, rounded to 8 bits, added with its 180-degree rotation, image brightened towards
-  ``1.5 * grey + 0.5``); only the motion blur differs, as above.
+  ``1.5 * grey + 0.5``); only the motion blur differs, as above. A zoomed layer longer than the image is
+  trimmed as each reference does: centred for "cifar" (``make_cifar_c.py``), its start kept for "imagenet".
 * ``frost``: blends the image with a random crop of one of the first five frost photographs bundled with
   the installed ``imagecorruptions`` package (``imagecorruptions/frost/frost1.png`` ...; the references pick
   among the first five of the six as well). Those files are read offline from the package's folder; the
@@ -96,13 +97,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from dstlib import checks
 from dstlib.atomic import torch_save
 from dstlib.data.spectral import spectral_centroid
 
 SEVERITIES = (1, 2, 3, 4, 5)
 PARAM_TABLES = ("cifar", "imagenet")
 MIN_SIZE = 32
-CACHE_VERSION = 1  # bump when an implementation changes, so corrupt_all's caches are rebuilt
+CACHE_VERSION = 2  # bump when an implementation changes, so corrupt_all's caches are rebuilt
 
 CORRUPTION_FAMILIES: dict[str, tuple[str, ...]] = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
@@ -180,6 +182,12 @@ _TABLES: dict[str, dict[str, tuple[Any, ...]]] = {
         "jpeg_compression": (25, 18, 15, 10, 7),
     },
 }
+# Which ``size`` samples of a zoomed layer that came out longer than the image the references keep (see
+# :func:`_zoom_matrix`): ``make_cifar_c.py``'s ``clipped_zoom`` trims both ends ("centre"), the
+# ``imagecorruptions`` callers cut the end off ("start"). They differ only for zoom factors of 1.5 and more,
+# i.e. for snow (CIFAR severity 4: zoom 2.25 gives 34 samples for 32, of which the reference keeps 1..32).
+_ZOOM_WINDOWS = {"cifar": "centre", "imagenet": "start"}
+_ZOOMING = ("zoom_blur", "snow")
 _FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as OpenCV's RGB2GRAY and JPEG
 
@@ -247,29 +255,33 @@ def _arange(start: float, stop: float, step: float) -> list[float]:
     return [start + i * delta for i in range(math.ceil((stop - start) / step))]
 
 
-def _zoom_matrix(size: int, factor: float) -> torch.Tensor:
+def _zoom_matrix(size: int, factor: float, window: str) -> torch.Tensor:
     """The references' ``clipped_zoom`` along one axis as a ``(size, size)`` matrix.
 
     Crop the centre ``ceil(size / factor)`` samples, zoom them linearly on scipy's corner-aligned grid to
-    ``round(crop * factor)`` samples, keep the first ``size``.
+    ``zoomed = round(crop * factor)`` samples (``>= size``) and keep ``size`` of them: from offset
+    ``(zoomed - size) // 2`` with ``window="centre"`` (``make_cifar_c.py``), from offset 0 with
+    ``window="start"`` (``imagecorruptions``). See :data:`_ZOOM_WINDOWS`.
     """
     crop = math.ceil(size / factor)
     start = (size - crop) // 2
     rows = torch.eye(size, dtype=torch.float64)[start:start + crop].T[None]  # (1, size, crop)
     zoomed = F.interpolate(rows, size=round(crop * factor), mode="linear", align_corners=True)[0]
-    return zoomed.T[:size].float()
+    offset = (zoomed.shape[1] - size) // 2 if window == "centre" else 0
+    return zoomed.T[offset:offset + size].float()
 
 
-def _zoom_sum(images: torch.Tensor, factors: list[float]) -> torch.Tensor:
+def _zoom_sum(images: torch.Tensor, factors: list[float], window: str) -> torch.Tensor:
     """Sum over ``factors`` of the centre zooms of ``images`` ``(N, C, H, W)``: ``sum_z A_z X B_z^T``.
 
-    The rows are put first, ``(H, N * C * W)``, so every product is one large matrix multiplication.
+    ``window`` as in :func:`_zoom_matrix`. The rows are put first, ``(H, N * C * W)``, so every product is
+    one large matrix multiplication.
     """
     n, c, h, w = images.shape
     planes = images.permute(2, 0, 1, 3).reshape(h, n * c * w)
     total = torch.zeros((h * n * c, w), dtype=images.dtype, device=images.device)
     for factor in factors:
-        rows, cols = _zoom_matrix(h, factor).to(images), _zoom_matrix(w, factor).to(images)
+        rows, cols = _zoom_matrix(h, factor, window).to(images), _zoom_matrix(w, factor, window).to(images)
         total += (rows @ planes).view(h * n * c, w) @ cols.T
     return total.view(h, n, c, w).permute(1, 2, 0, 3)
 
@@ -365,18 +377,18 @@ def _motion_blur_corruption(x: torch.Tensor, param: tuple[int, float],
     return _motion_blur(x, param[0], param[1], angles).clamp(0, 1)
 
 
-def _zoom_blur(x: torch.Tensor, param: tuple[float, float, float],
-               generator: torch.Generator) -> torch.Tensor:
+def _zoom_blur(x: torch.Tensor, param: tuple[float, float, float], generator: torch.Generator, *,
+               window: str) -> torch.Tensor:
     del generator
     factors = _arange(*param)
-    return ((x + _zoom_sum(x, factors)) / (len(factors) + 1)).clamp(0, 1)
+    return ((x + _zoom_sum(x, factors, window)) / (len(factors) + 1)).clamp(0, 1)
 
 
-def _snow(x: torch.Tensor, param: tuple[float, ...], generator: torch.Generator) -> torch.Tensor:
+def _snow(x: torch.Tensor, param: tuple[float, ...], generator: torch.Generator, *, window: str) -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, weight = param
     n, _, h, w = x.shape
     layer = (mean + std * torch.randn((n, 1, h, w), generator=generator)).to(x.device)
-    layer = _zoom_sum(layer, [zoom])
+    layer = _zoom_sum(layer, [zoom], window)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
     angles = _uniform(generator, (n,), -135.0, -45.0)
     layer = torch.round(_motion_blur(layer, radius, sigma, angles) * 255) / 255
@@ -636,40 +648,22 @@ RANDOM_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_bl
 
 # -------------------------------------------------------------------------------------------- public API
 
-def _check_name(name: str) -> None:
-    if name not in _FUNCTIONS:
-        raise ValueError(f"name={name!r} is not allowed; allowed: {', '.join(CORRUPTIONS)}")
-
-
-def _check_severity(severity: int) -> None:
-    if isinstance(severity, bool) or severity not in SEVERITIES:
-        raise ValueError(f"severity={severity!r} is not allowed; allowed: {', '.join(map(str, SEVERITIES))}")
-
-
 def _check_options(seed: int, params: str) -> None:
-    if params not in PARAM_TABLES:
-        raise ValueError(f"params={params!r} is not allowed; allowed: {', '.join(PARAM_TABLES)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not allowed; allowed: an integer >= 0")
+    checks.one_of("params", params, PARAM_TABLES)
+    checks.integer("seed", seed, low=0)
 
 
 def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images={type(images).__name__} is not allowed; "
-                         f"allowed: a torch.Tensor (N, C, H, W)")
-    if images.dim() != 4:
-        raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: 4-D (N, C, H, W)")
-    if images.shape[1] not in (1, 3):
-        raise ValueError(f"images.shape[1]={images.shape[1]} (channels) is not allowed; allowed: 1, 3")
-    if min(images.shape[2:]) < MIN_SIZE:
-        raise ValueError(f"images.shape[2:]={tuple(images.shape[2:])} (H, W) is not allowed; "
-                         f"allowed: H and W >= {MIN_SIZE}")
-    if not images.is_floating_point():
-        raise ValueError(f"images.dtype={images.dtype} is not allowed; "
-                         f"allowed: a floating-point dtype, values in [0, 1]")
-    if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
+    checks.require(isinstance(images, torch.Tensor), "images", type(images), "a torch.Tensor (N, C, H, W)")
+    checks.require(images.dim() == 4, "images.shape", tuple(images.shape), "4-D (N, C, H, W)")
+    checks.one_of("images.shape[1]", images.shape[1], (1, 3))
+    checks.require(min(images.shape[2:]) >= MIN_SIZE, "images.shape[2:]", tuple(images.shape[2:]),
+                   f"H and W >= {MIN_SIZE}")
+    checks.require(images.is_floating_point(), "images.dtype", images.dtype,
+                   "a floating-point dtype, values in [0, 1]")
+    if images.numel():
         low, high = float(images.min()), float(images.max())
-        raise ValueError(f"images values in [{low}, {high}] are not allowed; allowed: values in [0, 1]")
+        checks.require(0 <= low and high <= 1, "images.min(), images.max()", (low, high), "values in [0, 1]")
 
 
 def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0,
@@ -680,15 +674,16 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int = 0,
     (``"cifar"`` or ``"imagenet"``, see the module docstring), ``seed`` seeds the CPU generator of all
     random draws. Returns ``(N, C, H, W)`` in ``[0, 1]`` with the dtype and device of ``images``.
     """
-    _check_name(name)
-    _check_severity(severity)
+    checks.one_of("name", name, CORRUPTIONS)
+    checks.one_of("severity", severity, SEVERITIES)
     _check_options(seed, params)
     _check_images(images)
     if images.shape[0] == 0:
         return images.detach().clone()
     param = _TABLES[params][name][severity - 1]
     generator = torch.Generator().manual_seed(seed)
-    return _FUNCTIONS[name](images.detach().float(), param, generator).to(images.dtype)
+    options = {"window": _ZOOM_WINDOWS[params]} if name in _ZOOMING else {}
+    return _FUNCTIONS[name](images.detach().float(), param, generator, **options).to(images.dtype)
 
 
 def _cache_key(images: torch.Tensor, names: tuple[str, ...], severities: tuple[int, ...], seed: int,
@@ -704,9 +699,9 @@ def _cache_key(images: torch.Tensor, names: tuple[str, ...], severities: tuple[i
 def _check_all(images: torch.Tensor, names: tuple[str, ...], severities: tuple[int, ...], seed: int,
                params: str) -> None:
     for name in names:
-        _check_name(name)
+        checks.one_of("name", name, CORRUPTIONS)
     for severity in severities:
-        _check_severity(severity)
+        checks.one_of("severity", severity, SEVERITIES)
     _check_options(seed, params)
     _check_images(images)
 

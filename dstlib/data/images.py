@@ -14,15 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.data.registry import DatasetSpec, RemoteFile, cached, fetch, register
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
 
 
 def load_digits(split: str, root: Path, download: bool = False, size: int = 16,
@@ -35,8 +31,8 @@ def load_digits(split: str, root: Path, download: bool = False, size: int = 16,
     in [0, 1] and ``y: (N,)`` in 0..9.
     """
     del download  # bundled with scikit-learn
-    _check_choice("size", size, (8, 16, 32))
-    _check_choice("channels", channels, (1, 3))
+    checks.one_of("size", size, (8, 16, 32))
+    checks.one_of("channels", channels, (1, 3))
 
     def build() -> dict[str, torch.Tensor]:
         from sklearn.datasets import load_digits as sklearn_digits

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.atomic import atomic_write
 
 SPLITS = ("train", "test")
@@ -50,8 +51,9 @@ class RemoteFile:
     filename: str
 
     def __post_init__(self) -> None:
-        if self.algorithm not in HASH_ALGORITHMS:
-            raise ValueError(f"checksum={self.checksum!r}: the algorithm must be one of {', '.join(HASH_ALGORITHMS)}")
+        checks.require(self.algorithm in HASH_ALGORITHMS, "checksum", self.checksum,
+                       f"'<algorithm>:<hex digest>' with algorithm one of {', '.join(HASH_ALGORITHMS)}, "
+                       "or a bare sha256 hex digest")
 
     @property
     def algorithm(self) -> str:
@@ -91,8 +93,7 @@ _REGISTRY: dict[str, DatasetSpec] = {}
 
 def register(spec: DatasetSpec) -> DatasetSpec:
     """Add ``spec`` to the registry (a name can be registered once)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"dataset {spec.name!r} is already registered")
+    checks.require(spec.name not in _REGISTRY, "spec.name", spec.name, "a name not registered yet")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -124,8 +125,7 @@ def names() -> list[str]:
 def spec(name: str) -> DatasetSpec:
     """The registry entry for ``name``; a ``ValueError`` lists the allowed names otherwise."""
     _ensure_builtin_datasets()
-    if name not in _REGISTRY:
-        raise ValueError(f"dataset={name!r} is not registered; allowed: {', '.join(sorted(_REGISTRY))}")
+    checks.one_of("dataset", name, sorted(_REGISTRY))
     return _REGISTRY[name]
 
 
@@ -137,8 +137,7 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
     ``options`` go to the dataset's builder (for example ``size=32`` for digits).
     """
     entry = spec(name)
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not allowed; allowed: {', '.join(SPLITS)}")
+    checks.one_of("split", split, SPLITS)
     return entry.load(split=split, root=Path(root) if root is not None else data_root(), download=download,
                       **options)
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.data.registry import DatasetSpec, cached, register
 
 MNIST1D_CANONICAL_SAMPLES = 5000
@@ -29,11 +30,9 @@ def load_mnist1d(split: str, root: Path, download: bool = False, num_samples: in
     restored afterwards (the generator reseeds them).
     """
     del download  # generated locally
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 20 \
-            or num_samples % 10:
-        raise ValueError(f"num_samples={num_samples!r} is not allowed; allowed: a multiple of 10, >= 20")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not allowed; allowed: an integer >= 0")
+    checks.require(checks.is_number(num_samples, low=20, integer=True) and num_samples % 10 == 0, "num_samples",
+                   num_samples, "a multiple of 10, >= 20")
+    checks.integer("seed", seed, low=0)
 
     def build() -> dict[str, torch.Tensor]:
         from mnist1d.data import get_dataset_args, make_dataset

@@ -17,12 +17,13 @@ Conventions (used by every function here):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
 from torch import nn
+
+from dstlib import checks
 
 MODES = ("low", "high")
 
@@ -40,15 +41,8 @@ def frequency_radius(height: int, width: int, device: torch.device | str | None 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() < 2:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images={shape} is not allowed; allowed: a tensor of shape (..., H, W)")
-    if not images.is_floating_point():
-        raise ValueError(f"images.dtype={images.dtype} is not allowed; allowed: a floating-point dtype")
-
-
-def _check_radius(radius: float) -> None:
-    if isinstance(radius, bool) or not isinstance(radius, int | float) or not math.isfinite(radius) \
-            or radius < 0:
-        raise ValueError(f"radius={radius!r} is not allowed; allowed: a finite number >= 0")
+        raise checks.invalid("images", shape, "a tensor of shape (..., H, W)")
+    checks.require(images.is_floating_point(), "images.dtype", images.dtype, "a floating-point dtype")
 
 
 def _centred_spectrum(images: torch.Tensor) -> torch.Tensor:
@@ -61,7 +55,7 @@ def _masked_inverse(spectrum: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 def _filter(images: torch.Tensor, radius: float, mode: str) -> torch.Tensor:
     _check_images(images)
-    _check_radius(radius)
+    checks.number("radius", radius, low=0)
     inside = frequency_radius(*images.shape[-2:], device=images.device) <= radius
     keep = inside if mode == "low" else ~inside
     work = images if images.dtype == torch.float64 else images.float()  # FFTs need float32 or float64
@@ -94,8 +88,7 @@ def spectral_centroid(images: torch.Tensor) -> torch.Tensor:
     constant offset scores 0. Applied to ``corrupted - clean`` it measures how high-frequency a corruption is.
     """
     _check_images(images)
-    if images.dim() < 3:
-        raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: (N, ..., H, W)")
+    checks.require(images.dim() >= 3, "images.shape", tuple(images.shape), "(N, ..., H, W)")
     power = _centred_spectrum(images.float()).abs().square().flatten(1, -3).sum(1)  # (N, H, W)
     radius = frequency_radius(*images.shape[-2:], device=images.device).to(power.dtype)
     return (power * radius).sum((-2, -1)) / power.sum((-2, -1)).clamp_min(torch.finfo(power.dtype).tiny)
@@ -113,21 +106,16 @@ def radius_accuracy(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     class indices ``(N,)``. Returns one row per radius, in the given order, with columns ``radius`` and
     ``accuracy`` (a fraction in [0, 1]).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not allowed; allowed: {', '.join(MODES)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: an integer >= 1")
+    checks.one_of("mode", mode, MODES)
+    checks.integer("batch_size", batch_size, low=1)
     radii = list(radii)
-    if not radii:
-        raise ValueError("radii=[] is not allowed; allowed: a non-empty sequence of numbers >= 0")
+    checks.require(len(radii) > 0, "radii", radii, "a non-empty sequence of numbers >= 0")
     for radius in radii:
-        _check_radius(radius)
+        checks.number("radius", radius, low=0)
     _check_images(images)
-    if images.dim() != 4:
-        raise ValueError(f"images.shape={tuple(images.shape)} is not allowed; allowed: (N, C, H, W)")
-    if targets.shape != images.shape[:1]:
-        raise ValueError(f"targets.shape={tuple(targets.shape)} is not allowed; "
-                         f"allowed: ({images.shape[0]},)")
+    checks.require(images.dim() == 4, "images.shape", tuple(images.shape), "(N, C, H, W)")
+    checks.require(targets.shape == images.shape[:1], "targets.shape", tuple(targets.shape),
+                   f"({images.shape[0]},)")
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else images.device
     distance = frequency_radius(*images.shape[-2:], device=device)

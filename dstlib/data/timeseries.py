@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.data.registry import SPLITS, DatasetNotAvailable, DatasetSpec, cached, register
 
 UCR_ARCHIVE_URL = "https://www.cs.ucr.edu/~eamonn/time_series_data_2018/"
@@ -157,14 +158,10 @@ def load_ucr(split: str, root: Path, download: bool = False, problem: str = "Gun
     rejected (``"error"``). ``download`` is ignored: the UCR archive is a manual download.
     """
     del download
-    if not isinstance(problem, str) or not _NAME_PATTERN.fullmatch(problem):
-        raise ValueError(f"problem={problem!r} is not allowed; expected a UCR/UEA problem name such as "
-                         "'GunPoint'")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize={normalize!r} is not allowed; allowed: {', '.join(NORMALIZATIONS)}")
-    if unequal_length not in UNEQUAL_LENGTH:
-        raise ValueError(f"unequal_length={unequal_length!r} is not allowed; "
-                         f"allowed: {', '.join(UNEQUAL_LENGTH)}")
+    checks.require(isinstance(problem, str) and _NAME_PATTERN.fullmatch(problem) is not None, "problem", problem,
+                   "a UCR/UEA problem name such as 'GunPoint'")
+    checks.one_of("normalize", normalize, NORMALIZATIONS)
+    checks.one_of("unequal_length", unequal_length, UNEQUAL_LENGTH)
 
     bundled = sktime_bundled_folder(problem)
     if bundled is not None:
@@ -183,9 +180,9 @@ def load_ucr(split: str, root: Path, download: bool = False, problem: str = "Gun
         index = {label: position for position, label in enumerate(classes)}
         lengths = {values.shape[1] for series, _ in parts.values() for values in series}
         if len(lengths) > 1 and unequal_length == "error":
-            raise ValueError(f"UCR/UEA problem {problem!r} has series of lengths "
-                             f"{min(lengths)}..{max(lengths)}; pass unequal_length='pad' to zero-pad them "
-                             "at the end")
+            raise checks.invalid("unequal_length", unequal_length,
+                                 f"'pad' only: UCR/UEA problem {problem!r} has series of lengths "
+                                 f"{min(lengths)}..{max(lengths)}; unequal_length='pad' zero-pads them at the end")
         tensors = {}
         for part, (series, labels) in parts.items():
             if normalize == "series":

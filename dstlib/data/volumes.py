@@ -21,13 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from dstlib import checks
 from dstlib.data.registry import SPLITS, DatasetNotAvailable, DatasetSpec, RemoteFile, cached, fetch, register
 
 SPHERES_PER_VOLUME = 5
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def sphere_volume(size: int, num_classes: int, noise: float,
@@ -58,17 +55,11 @@ def load_synthetic_volumes(split: str, root: Path, download: bool = False, size:
     ``y: (N, size, size, size)`` int64.
     """
     del root, download  # generated locally
-    if not _is_int(size, 16) or size > 256:
-        raise ValueError(f"size={size!r} is not allowed; expected an integer in 16..256")
-    if not _is_int(num_volumes, 1):
-        raise ValueError(f"num_volumes={num_volumes!r} is not allowed; expected an integer >= 1")
-    if not _is_int(num_classes, 2) or num_classes > 16:
-        raise ValueError(f"num_classes={num_classes!r} is not allowed; expected an integer in 2..16 "
-                         "(background included)")
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0.0 <= noise <= 10.0:
-        raise ValueError(f"noise={noise!r} is not allowed; expected a number in [0, 10]")
-    if not _is_int(seed, 0):
-        raise ValueError(f"seed={seed!r} is not allowed; expected an integer >= 0")
+    checks.integer("size", size, low=16, high=256)
+    checks.integer("num_volumes", num_volumes, low=1)
+    checks.integer("num_classes", num_classes, low=2, high=16)  # background included
+    checks.number("noise", noise, low=0, high=10)
+    checks.integer("seed", seed, low=0)
 
     images, labels = [], []
     for index in range(num_volumes):
@@ -135,8 +126,7 @@ def load_msd_spleen(split: str, root: Path, download: bool = False, size: int = 
     requirements.txt). Returns ``x: (N, 1, size, size, size)`` float32 in [0, 1] and
     ``y: (N, size, size, size)`` int64 in {0, 1}.
     """
-    if not _is_int(size, 16) or size > 256:
-        raise ValueError(f"size={size!r} is not allowed; expected an integer in 16..256")
+    checks.integer("size", size, low=16, high=256)
     archive = fetch("msd_task09_spleen", SPLEEN_FILE, Path(root), download)
     try:
         import nibabel  # noqa: F401

@@ -1,13 +1,18 @@
-"""One module per chapter, each with ``SPEC`` (a :class:`dstlib.config.ChapterSpec`) and
-``run(config) -> ChapterResult``: plain functions, no notebook state, so the notebook, the CLI and
-``torchrun`` all run the same code."""
+"""The chapter registry: one module per chapter, each with ``SPEC`` (a :class:`dstlib.config.ChapterSpec`)
+and ``run(config) -> ChapterResult``: plain functions, no notebook state, so the notebook, the CLI and
+``torchrun`` all run the same code.
+
+Adding a chapter touches its experiment module, its notebook, ``_toc.yml`` and :data:`CHAPTERS` below;
+the CLI and the chapter tests iterate over this registry."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from dstlib.config import ChapterSpec
+from typing import Any
+
+from dstlib.config import ChapterSpec, Config
 
 CHAPTERS = {
     "dst_from_scratch": "dstlib.experiments.dst_from_scratch",
@@ -23,10 +28,19 @@ def names() -> list[str]:
 def module(chapter: str) -> ModuleType:
     """The experiment module of ``chapter``; a ``ValueError`` lists the chapters otherwise."""
     if chapter not in CHAPTERS:
-        raise ValueError(f"chapter={chapter!r} is not allowed; allowed: {', '.join(CHAPTERS)}")
+        raise ValueError(f"chapter={chapter!r}: allowed one of {', '.join(CHAPTERS)}")
     return importlib.import_module(CHAPTERS[chapter])
 
 
 def spec(chapter: str) -> ChapterSpec:
     """The :class:`~dstlib.config.ChapterSpec` of ``chapter``."""
     return module(chapter).SPEC
+
+
+def resolve(chapter: str, profile: str = "tutorial", **overrides: Any) -> Config:
+    """The validated configuration of the chapter named ``chapter`` (see :func:`dstlib.config.resolve`).
+
+    >>> resolve("dst_from_scratch", "smoke", densities=[0.1]).densities
+    [0.1]
+    """
+    return spec(chapter).resolve(profile, **overrides)

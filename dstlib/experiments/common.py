@@ -1,23 +1,47 @@
-"""What the chapter experiments share: the method grid, the sparsity engine for a method name, and the
-result container."""
+"""The experiment layer every chapter shares: grids over named axes, sparsity engines for a method name,
+and one helper that trains, evaluates and writes one record (:func:`run_point`).
+
+Conventions, the same in every chapter:
+
+* **density vs sparsity.** The engine takes a density (fraction of weights kept); the papers speak of
+  sparsity (fraction removed). A chapter's knobs use the word of its paper; grid points always carry
+  ``density``, and every record's params hold both ``density`` and ``sparsity = 1 - density``.
+* **baselines.** Declared as grid rules, not coded per chapter: :data:`DENSE_ONCE` runs the dense
+  method once per seed (at density 1) instead of once per density.
+* **per-method defaults** (such as GraNet's initial density) live in :func:`method_options`.
+* **records.** A point whose record exists (same id, same code) is skipped and its record returned; an
+  interrupted point resumes from its last checkpoint. Only rank 0 writes under ``torchrun``.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+import contextlib
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from dstlib import results, sparse
+from dstlib.atomic import torch_save
 from dstlib.config import Config, Knob
-from dstlib.train import EngineFactory
+from dstlib.train import EngineFactory, distributed_context, pick_device
 
 # Method name in the chapters -> dstlib.sparse preset.
 PRESETS = {"static": sparse.Static, "set": sparse.SET, "rigl": sparse.RigL, "mest": sparse.MEST,
            "granet": sparse.GraNet, "gmp": sparse.GMP}
 METHODS = ("dense", *PRESETS)
+
+# GraNet prunes gradually from this density to the target (Liu et al. 2021), from dense for targets above it.
+GRANET_INIT_DENSITY = 0.8
+
+# Grid rule: the dense baseline runs once per seed, at density 1.
+DENSE_ONCE: Mapping[str, Mapping[Any, Mapping[str, Any]]] = {"method": {"dense": {"density": 1.0}}}
 
 # Knobs of every chapter that trains with a DST engine.
 SPARSITY_KNOBS = {
@@ -28,37 +52,69 @@ SPARSITY_KNOBS = {
 }
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training run of a chapter's grid: a method at a density with a seed (dense has density 1)."""
+def grid(axes: Mapping[str, Sequence[Any]],
+         rules: Mapping[str, Mapping[Any, Mapping[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the named ``axes`` (the first axis varies slowest), as dicts.
 
-    method: str
-    density: float
-    seed: int
+    ``rules[axis][value]`` fixes other axes when ``axis`` takes ``value``; the duplicates this creates
+    are dropped, so ``grid({"seed": [0, 1], "method": ["dense", "rigl"], "density": [0.1, 0.2]},
+    DENSE_ONCE)`` has dense once per seed at density 1 and RigL at both densities.
+    """
+    rules = rules or {}
+    points: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for combo in itertools.product(*axes.values()):
+        point = dict(zip(axes, combo, strict=True))
+        for axis, by_value in rules.items():
+            point.update(by_value.get(point.get(axis), {}))
+        key = tuple(point.items())
+        if key not in seen:
+            seen.add(key)
+            points.append(point)
+    return points
 
-    def params(self, **extra: Any) -> dict[str, Any]:
-        return {"method": self.method, "density": self.density, "seed": self.seed, **extra}
+
+def densities_of(config: Config) -> list[float]:
+    """The chapter's densities, from its ``densities`` or its ``sparsities`` knob."""
+    if "densities" in config:
+        return [float(d) for d in config.densities]
+    return [round(1.0 - float(s), 6) for s in config.sparsities]
 
 
-def grid(methods: Sequence[str], densities: Sequence[float], seeds: Sequence[int]) -> Iterator[Run]:
-    """Every (method, density, seed); the dense baseline runs once per seed at density 1."""
-    for seed in seeds:
-        for method in methods:
-            for density in ([1.0] if method == "dense" else densities):
-                yield Run(method, float(density), int(seed))
+def method_options(method: str, density: float) -> dict[str, Any]:
+    """Per-method defaults of the book: GraNet starts pruning at :data:`GRANET_INIT_DENSITY`."""
+    if method == "granet":
+        return {"init_density": 1.0 if density >= GRANET_INIT_DENSITY else GRANET_INIT_DENSITY}
+    return {}
 
 
-def engine_factory(method: str, density: float, config: Config, seed: int, **options: Any) -> EngineFactory | None:
+def engine_factory(method: str, density: float, config: Config, seed: int, *,
+                   masks: Mapping[str, torch.Tensor] | None = None,
+                   layer_densities: Mapping[str, float] | None = None, **options: Any) -> EngineFactory | None:
     """A ``(model, optimizer, total_steps) -> engine`` builder for :func:`dstlib.train.fit`, or ``None``
-    for dense training. Uses the config's ``distribution``, ``update_every`` and ``drop_fraction``."""
+    for dense training.
+
+    Uses the config's ``distribution``, ``update_every`` and ``drop_fraction`` (when it has them), the
+    method's defaults from :func:`method_options`, then ``options`` (which win). ``masks`` gives fixed
+    initial masks (from SNIP, OMP, LTH, ...), ``layer_densities`` a per-layer density map (e.g. SNIP
+    ratios) in place of the distribution.
+    """
     if method == "dense":
         return None
     if method not in PRESETS:
-        raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(METHODS)}")
+        raise ValueError(f"method={method!r}: allowed one of {', '.join(METHODS)}")
     preset = PRESETS[method]
-    kwargs: dict[str, Any] = {"density": density, "distribution": config.distribution, "seed": seed, **options}
+    kwargs: dict[str, Any] = {"seed": seed}
+    if masks is not None:
+        kwargs["masks"] = dict(masks)
+    else:
+        kwargs["density"] = density
+        kwargs["distribution"] = dict(layer_densities) if layer_densities is not None else config.get(
+            "distribution", "erk")
     if method != "static":
-        kwargs.update(update_every=config.update_every, drop_fraction=config.drop_fraction)
+        kwargs.update({k: config[k] for k in ("update_every", "drop_fraction") if k in config})
+    kwargs.update(method_options(method, density))
+    kwargs.update(options)
 
     def build(model, optimizer, total_steps):
         return preset(model, optimizer, total_steps=total_steps, **kwargs)
@@ -66,9 +122,98 @@ def engine_factory(method: str, density: float, config: Config, seed: int, **opt
     return build
 
 
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Under ``torchrun`` rank 0 runs the block (a download, a cache build) before the other ranks do,
+    so they find its files instead of fetching the same ones at once; a no-op in one process."""
+    context = distributed_context()
+    if context.world_size == 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    if not context.is_main:
+        dist.barrier()
+    yield
+    if context.is_main:
+        dist.barrier()
+
+
+_CODE_FINGERPRINT: str | None = None
+
+
+def code_fingerprint() -> str:
+    """A hash of the ``dstlib`` sources: a record is reused only by the code that made it."""
+    global _CODE_FINGERPRINT
+    if _CODE_FINGERPRINT is None:
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parents[1]
+        for path in sorted(package.rglob("*.py")):
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+        _CODE_FINGERPRINT = digest.hexdigest()[:16]
+    return _CODE_FINGERPRINT
+
+
+@dataclass
+class Outcome:
+    """What a chapter's training function returns for one point: final ``metrics``, the per-epoch
+    ``history``, and ``extras`` (tensors for figures, such as mask snapshots) kept beside the record."""
+
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def point_params(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid point as record params: with both ``density`` and ``sparsity`` when it has a density."""
+    params = dict(point)
+    if "density" in params:
+        params["density"] = float(params["density"])
+        params["sparsity"] = round(1.0 - params["density"], 6)
+    return params
+
+
+def run_point(config: Config, point: Mapping[str, Any],
+              train: Callable[[Mapping[str, Any], Path], Outcome]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and evaluate one grid point through ``train(params, checkpoint_path)`` and write its record.
+
+    Returns ``(record, extras)``. When the record of this point (same chapter, profile, params, config
+    and world size) was written by the same code, nothing is trained: the record and its extras are
+    read back. ``train`` should pass ``checkpoint_path`` to :func:`dstlib.train.fit` with
+    ``resume=True``, so an interrupted point continues from its last epoch; the checkpoint is removed
+    once the record is written.
+    """
+    params = point_params(point)
+    context = distributed_context()
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out_dir", "progress", "device")}
+    record_id = results.run_id(config.chapter, config.profile, params, {**settings, "world_size": context.world_size})
+    folder = results.results_root(config.out_dir) / config.chapter
+    path, extras_path = folder / f"{record_id}.json", folder / f"{record_id}.extras.pt"
+    checkpoint = folder / "checkpoints" / f"{record_id}.pt"
+    if path.exists():
+        record = results.read_records(path)[0]
+        if record["provenance"].get("code") == code_fingerprint():
+            extras = torch.load(extras_path, weights_only=False) if extras_path.exists() else {}
+            return record, extras
+    started = time.perf_counter()
+    outcome = train(params, checkpoint)
+    record = results.make_record(id=record_id, chapter=config.chapter, profile=config.profile, params=params,
+                                 metrics=outcome.metrics, history=outcome.history,
+                                 wall_time_s=time.perf_counter() - started, config=config.to_dict(),
+                                 device=pick_device(config.device), world_size=context.world_size,
+                                 code=code_fingerprint())
+    if context.is_main:
+        if outcome.extras:
+            torch_save(extras_path, outcome.extras)
+        results.write_record(record, config.out_dir)
+        checkpoint.unlink(missing_ok=True)
+    return record, outcome.extras
+
+
 @dataclass
 class ChapterResult:
-    """What a chapter's ``run(config)`` returns: one record per training run (also written as JSON under
+    """What a chapter's ``run(config)`` returns: one record per grid point (also written as JSON under
     ``out_dir``), the records as a DataFrame, and in-memory extras (mask snapshots, curves) for figures."""
 
     config: Config
@@ -78,10 +223,3 @@ class ChapterResult:
     @property
     def frame(self) -> pd.DataFrame:
         return results.to_frame(self.records)
-
-    def add(self, record: dict[str, Any]) -> None:
-        """Keep ``record`` and write it atomically under the config's ``out_dir`` (rank 0 only under
-        ``torchrun``, where every rank computes the same record)."""
-        self.records.append(record)
-        if int(os.environ.get("RANK", 0)) == 0:
-            results.write_record(record, self.config.out_dir)

@@ -15,7 +15,6 @@ is the real CIFAR-10-C / CIFAR-100-C benchmark.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -24,13 +23,21 @@ from dstlib import data, models
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data import corruptions, spectral
 from dstlib.data.augment import random_crop_flip
-from dstlib.experiments.common import SPARSITY_KNOBS, ChapterResult, Run, engine_factory, grid
-from dstlib.results import make_record
-from dstlib.train import evaluate, fit, pick_device, predict
+from dstlib.experiments.common import (
+    DENSE_ONCE,
+    SPARSITY_KNOBS,
+    ChapterResult,
+    Outcome,
+    densities_of,
+    engine_factory,
+    grid,
+    main_process_first,
+    run_point,
+)
+from dstlib.train import evaluate, fit, predict
 
 CHAPTER_METHODS = ("dense", "set", "rigl", "mest", "granet")
 BENCHMARKS = {"cifar10": "cifar10c", "cifar100": "cifar100c"}
-GRANET_INIT_DENSITY = 0.8
 
 KNOBS = {
     "dataset": Knob("training data: digits at 32x32 RGB (offline) or CIFAR-10 / CIFAR-100 (download)", str,
@@ -86,11 +93,10 @@ SPEC = ChapterSpec(
 
 
 def load_data(config: Config):
-    """Train and test splits (images in [0, 1], ``(N, 3, 32, 32)``)."""
-    if config.dataset == "digits":
-        return (data.load("digits", "train", size=32, channels=3), data.load("digits", "test", size=32, channels=3))
-    return (data.load(config.dataset, "train", download=config.download),
-            data.load(config.dataset, "test", download=config.download))
+    """Train and test splits (images in [0, 1], ``(N, 3, 32, 32)``; rank 0 first under ``torchrun``)."""
+    options = {"size": 32, "channels": 3} if config.dataset == "digits" else {"download": config.download}
+    with main_process_first():
+        return data.load(config.dataset, "train", **options), data.load(config.dataset, "test", **options)
 
 
 def evaluation_subset(test_set, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,35 +147,31 @@ def spectral_metrics(model: torch.nn.Module, filtered: dict[tuple[str, int], tor
     return curves
 
 
-def train_one(run: Run, config: Config, train_set, test_set, corrupted, filtered, targets) -> dict[str, Any]:
-    """Train and evaluate one run; return its record."""
-    model = models.build(config.model, in_channels=3, num_classes=int(train_set.tensors[1].max()) + 1)
-    # GraNet prunes gradually from density 0.8 (the paper's setting), or from dense for targets above 0.8.
-    options = {"init_density": 1.0 if run.density >= GRANET_INIT_DENSITY else GRANET_INIT_DENSITY} \
-        if run.method == "granet" else {}
-    started = time.perf_counter()
-    fitted = fit(model, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                 weight_decay=config.weight_decay,
-                 sparsity=engine_factory(run.method, run.density, config, run.seed, **options),
-                 augment=random_crop_flip if config.augment else None, seed=run.seed, device=config.device,
-                 progress=config.progress)
+def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, test_set, corrupted, filtered,
+              targets) -> Outcome:
+    """Train and evaluate one (method, sparsity, seed)."""
+    num_classes = int(train_set.tensors[1].max()) + 1
+    fitted = fit(lambda: models.build(config.model, in_channels=3, num_classes=num_classes), train_set,
+                 epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+                 sparsity=engine_factory(params["method"], params["density"], config, params["seed"]),
+                 augment=random_crop_flip if config.augment else None, seed=params["seed"], device=config.device,
+                 progress=config.progress, checkpoint=checkpoint, resume=True)
     metrics = {"clean_accuracy": evaluate(fitted.model, test_set)["accuracy"],
                **robustness_metrics(fitted.model, corrupted),
                **spectral_metrics(fitted.model, filtered, targets)}
-    params = run.params(sparsity=round(1.0 - run.density, 6))
-    return make_record(chapter=SPEC.name, profile=config.profile, params=params, metrics=metrics,
-                       history=fitted.history, wall_time_s=time.perf_counter() - started, config=config.to_dict(),
-                       device=pick_device(config.device))
+    return Outcome(metrics, fitted.history)
 
 
 def run(config: Config) -> ChapterResult:
     """Train every (method, sparsity, seed) of ``config``; return the records."""
     train_set, test_set = load_data(config)
-    corrupted = corrupted_test_sets(config, test_set)
+    with main_process_first():
+        corrupted = corrupted_test_sets(config, test_set)
     images, targets = evaluation_subset(test_set, config)
     filtered = filtered_test_sets(images, config.radii)
-    densities = [1.0 - s for s in config.sparsities]
     result = ChapterResult(config)
-    for run_ in grid(config.methods, densities, config.seeds):
-        result.add(train_one(run_, config, train_set, test_set, corrupted, filtered, targets))
+    for point in grid({"seed": config.seeds, "method": config.methods, "density": densities_of(config)}, DENSE_ONCE):
+        record, _ = run_point(config, point, lambda params, checkpoint: train_one(
+            params, checkpoint, config, train_set, test_set, corrupted, filtered, targets))
+        result.records.append(record)
     return result

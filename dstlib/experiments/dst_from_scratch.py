@@ -8,15 +8,23 @@ the first seed it also keeps the mask of one layer after every epoch (for the ma
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
 from dstlib import data, models
 from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.experiments.common import SPARSITY_KNOBS, ChapterResult, Run, engine_factory, grid
-from dstlib.results import make_record
+from dstlib.experiments.common import (
+    DENSE_ONCE,
+    SPARSITY_KNOBS,
+    ChapterResult,
+    Outcome,
+    densities_of,
+    engine_factory,
+    grid,
+    main_process_first,
+    run_point,
+)
 from dstlib.sparse.flops import flops
 from dstlib.train import fit, pick_device
 
@@ -64,12 +72,10 @@ SPEC = ChapterSpec(
 
 
 def load_data(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
-    """Train and test splits of the configured dataset."""
-    if config.dataset == "digits":
-        options = {"size": config.image_size}
-        return (data.load("digits", "train", **options), data.load("digits", "test", **options))
-    return (data.load(config.dataset, "train", download=config.download),
-            data.load(config.dataset, "test", download=config.download))
+    """Train and test splits of the configured dataset (rank 0 first under ``torchrun``)."""
+    options = {"size": config.image_size} if config.dataset == "digits" else {"download": config.download}
+    with main_process_first():
+        return data.load(config.dataset, "train", **options), data.load(config.dataset, "test", **options)
 
 
 def snapshot_layer(engine: Any) -> str:
@@ -78,10 +84,9 @@ def snapshot_layer(engine: Any) -> str:
     return names[len(names) // 2]
 
 
-def train_one(run: Run, config: Config, train_set, test_set, snapshot: bool) -> tuple[dict[str, Any], dict]:
-    """Train one run; return its record and (if ``snapshot``) the per-epoch masks of one layer."""
+def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, test_set, snapshot: bool) -> Outcome:
+    """Train one (method, density, seed); keep the per-epoch masks of one layer if ``snapshot``."""
     in_channels, num_classes = train_set.tensors[0].shape[1], int(train_set.tensors[1].max()) + 1
-    model = models.build(config.model, in_channels=in_channels, num_classes=num_classes)
     masks: list[torch.Tensor] = []
 
     def on_epoch_end(epoch: int, net: torch.nn.Module, engine: Any) -> dict[str, Any]:
@@ -91,11 +96,12 @@ def train_one(run: Run, config: Config, train_set, test_set, snapshot: bool) -> 
             masks.append(engine.masks[snapshot_layer(engine)].detach().cpu().clone())
         return {"itop_rate": float(engine.itop_rate)}
 
-    started = time.perf_counter()
-    fitted = fit(model, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                 weight_decay=config.weight_decay, sparsity=engine_factory(run.method, run.density, config, run.seed),
-                 eval_data=test_set, on_epoch_end=on_epoch_end, seed=run.seed, device=config.device,
-                 progress=config.progress)
+    method, density, seed = params["method"], params["density"], params["seed"]
+    fitted = fit(lambda: models.build(config.model, in_channels=in_channels, num_classes=num_classes), train_set,
+                 epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+                 sparsity=engine_factory(method, density, config, seed), eval_data=test_set,
+                 on_epoch_end=on_epoch_end, seed=seed, device=config.device, progress=config.progress,
+                 checkpoint=checkpoint, resume=True)
     final = fitted.history[-1]
     example = train_set.tensors[0][:1].to(pick_device(config.device))
     cost = flops(fitted.model, example, engine=fitted.engine)
@@ -108,11 +114,8 @@ def train_one(run: Run, config: Config, train_set, test_set, snapshot: bool) -> 
         "train_flops_per_step": cost.training_step,
         "dense_inference_flops": cost.dense_forward,
     }
-    record = make_record(chapter=SPEC.name, profile=config.profile, params=run.params(), metrics=metrics,
-                         history=fitted.history, wall_time_s=time.perf_counter() - started, config=config.to_dict(),
-                         device=pick_device(config.device))
-    extra = {"layer": snapshot_layer(fitted.engine), "masks": masks} if snapshot and fitted.engine else {}
-    return record, extra
+    extras = {"layer": snapshot_layer(fitted.engine), "masks": masks} if snapshot and fitted.engine else {}
+    return Outcome(metrics, fitted.history, extras)
 
 
 def run(config: Config) -> ChapterResult:
@@ -124,11 +127,13 @@ def run(config: Config) -> ChapterResult:
     train_set, test_set = load_data(config)
     result = ChapterResult(config)
     result.extras["mask_snapshots"] = {}
-    sparsest, first_seed = min(config.densities), config.seeds[0]
-    for run_ in grid(config.methods, config.densities, config.seeds):
-        snapshot = run_.method in ("set", "rigl") and run_.density == sparsest and run_.seed == first_seed
-        record, extra = train_one(run_, config, train_set, test_set, snapshot)
-        result.add(record)
-        if extra:
-            result.extras["mask_snapshots"][run_.method] = extra
+    densities = densities_of(config)
+    sparsest, first_seed = min(densities), config.seeds[0]
+    for point in grid({"seed": config.seeds, "method": config.methods, "density": densities}, DENSE_ONCE):
+        snapshot = point["method"] in ("set", "rigl") and point["density"] == sparsest and point["seed"] == first_seed
+        record, extras = run_point(config, point, lambda params, checkpoint, snapshot=snapshot: train_one(
+            params, checkpoint, config, train_set, test_set, snapshot))
+        result.records.append(record)
+        if extras:
+            result.extras["mask_snapshots"][point["method"]] = extras
     return result

@@ -1,0 +1,413 @@
+"""The evidence behind every chapter verdict: effects over seeds, family correction, detectable effects.
+
+A chapter states the paper's claims as :class:`Claim` rows (method ``a`` is better than ``b`` by the
+paper's ``paper_effect``) and :func:`judge` turns the per-seed results into one :class:`Verdict` per
+claim, each with exactly one outcome from :data:`OUTCOMES`:
+
+- ``"reproduced"``: the Holm-adjusted p-value is below ``alpha`` and the estimate is in the paper's
+  direction (``a - b > 0``);
+- ``"contradicted"``: the Holm-adjusted p-value is below ``alpha`` and the estimate is negative;
+- ``"not reproduced"``: not significant, the run could detect an effect of the paper's size
+  (minimum detectable effect at most ``paper_effect``) and the family-corrected interval lies
+  entirely below ``paper_effect``: the run rules out an effect as large as the paper's;
+- ``"inconclusive"``: anything else, in particular every non-significant claim whose minimum
+  detectable effect exceeds ``paper_effect`` and every claim whose spread over seeds is undefined.
+
+The arithmetic lives in two vectorised functions, :func:`difference_arrays` (per-claim estimate,
+standard error and degrees of freedom over the last axis) and :func:`assess` (the family step: Holm,
+the corrected intervals, the minimum detectable effect and the outcome). :func:`difference` and
+:func:`judge` call them on one family; simulations call them on thousands of simulated grids at once.
+
+Degenerate data are reported, never hidden: fewer than two values per side (two pairs when paired)
+leave the standard error undefined (NaN), and so do values without spread (a standard error of zero,
+up to rounding). A zero spread over two or three seeds says nothing about the noise, so no p-value,
+interval or detectable effect is claimed from it (NaN), and the claim is "inconclusive".
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+REPRODUCED = "reproduced"
+CONTRADICTED = "contradicted"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+OUTCOMES = (REPRODUCED, CONTRADICTED, NOT_REPRODUCED, INCONCLUSIVE)
+
+# A standard error below this fraction of the largest |value| is rounding noise: treated as exactly zero.
+_ZERO_SPREAD_TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A difference of means ``a - b`` over seeds with its t-based uncertainty.
+
+    ``estimate``, ``se``, ``low`` and ``high`` are in the units of the values; ``dof`` is the t
+    distribution's degrees of freedom (Welch-Satterthwaite when unpaired, ``n - 1`` when paired);
+    ``low``/``high`` bound the two-sided interval at ``level``; ``p_value`` is two-sided for the null
+    hypothesis of no difference. ``se`` is NaN with fewer than two values per side (two pairs) and 0
+    without spread; in both cases ``low``, ``high`` and ``p_value`` are NaN.
+    """
+
+    estimate: float
+    se: float
+    dof: float
+    low: float
+    high: float
+    p_value: float
+    n_a: int
+    n_b: int
+    paired: bool
+    level: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a paper: method ``a`` beats ``b`` by ``paper_effect`` (same units as ``a - b``).
+
+    ``a`` and ``b`` are the per-seed values (when ``paired``, position ``i`` of both comes from seed
+    ``i``); ``name`` is the row label of the verdict table and forest plot; ``units`` is printed after
+    the numbers (e.g. ``"points"``).
+    """
+
+    name: str
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+    paper_effect: float
+    paired: bool = False
+    units: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "a", tuple(float(value) for value in _check_values("a", self.a)))
+        object.__setattr__(self, "b", tuple(float(value) for value in _check_values("b", self.b)))
+        if not (np.isfinite(self.paper_effect) and self.paper_effect > 0):
+            raise ValueError(f"paper_effect={self.paper_effect!r}: allowed a finite number > 0 "
+                             f"(the paper's a - b, with a the method the paper says is better)")
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The family step of :func:`assess`, every array shaped like its ``estimate`` argument ``(..., m)``.
+
+    ``corrected_low``/``corrected_high`` bound the Bonferroni-widened interval at ``corrected_level``
+    (``1 - alpha / m``, one value per family, shape ``(..., 1)``); ``family_size`` is ``m``, the
+    number of claims with a defined p-value in each family (shape ``(..., 1)``).
+    """
+
+    p_value: np.ndarray
+    adjusted_p: np.ndarray
+    corrected_low: np.ndarray
+    corrected_high: np.ndarray
+    corrected_level: np.ndarray
+    family_size: np.ndarray
+    mde: np.ndarray
+    outcome: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judged claim: its effect, the family-corrected evidence, the outcome and its sentence.
+
+    ``alpha`` is the family-wise error rate and ``family_size`` the ``m`` claims it was spread over;
+    ``corrected_low``/``corrected_high`` bound the interval at ``corrected_level`` = ``1 - alpha/m``;
+    ``mde`` is the minimum detectable effect at ``alpha/m`` and 80% power (or the power given to
+    :func:`judge`); all in ``units``.
+    """
+
+    name: str
+    effect: Effect
+    alpha: float
+    family_size: int
+    adjusted_p: float
+    corrected_low: float
+    corrected_high: float
+    corrected_level: float
+    mde: float
+    paper_effect: float
+    outcome: str
+    units: str
+    sentence: str
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not (isinstance(value, numbers.Real) and 0 < value < 1):
+        raise ValueError(f"{name}={value!r}: allowed a number in (0, 1)")
+    return float(value)
+
+
+def _check_values(name: str, values: object) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name}={values!r}: allowed a non-empty 1-D sequence of numbers")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}={values!r}: allowed finite numbers (no NaN or inf)")
+    return array
+
+
+def difference_arrays(a: np.ndarray, b: np.ndarray, *, paired: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate, standard error and degrees of freedom of ``mean(a) - mean(b)`` over the last axis.
+
+    ``a``: ``(..., n_a)``, ``b``: ``(..., n_b)`` finite values (``n_a == n_b`` when ``paired``);
+    returns three arrays shaped ``(...)``. Paired: a one-sample t on the differences ``a - b`` (``se =
+    sd / sqrt(n)``, ``dof = n - 1``). Unpaired: Welch (``se = sqrt(s_a^2/n_a + s_b^2/n_b)``,
+    Welch-Satterthwaite ``dof``). ``se`` and ``dof`` are NaN with fewer than two values per side;
+    ``se`` is 0 when it is below ``1e-10`` times the largest ``|value|`` (rounding noise), and
+    ``dof`` is then NaN where the formula divides zero by zero.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    scale = np.maximum(np.abs(a).max(axis=-1), np.abs(b).max(axis=-1))
+    if paired:
+        deltas = a - b
+        n = deltas.shape[-1]
+        estimate = deltas.mean(axis=-1)
+        if n < 2:
+            return estimate, np.full_like(estimate, np.nan), np.full_like(estimate, np.nan)
+        se = deltas.std(axis=-1, ddof=1) / np.sqrt(n)
+        dof = np.full_like(estimate, n - 1.0)
+    else:
+        n_a, n_b = a.shape[-1], b.shape[-1]
+        estimate = a.mean(axis=-1) - b.mean(axis=-1)
+        if min(n_a, n_b) < 2:
+            return estimate, np.full_like(estimate, np.nan), np.full_like(estimate, np.nan)
+        var_a, var_b = a.var(axis=-1, ddof=1) / n_a, b.var(axis=-1, ddof=1) / n_b
+        se = np.sqrt(var_a + var_b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dof = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
+    se = np.where(se <= _ZERO_SPREAD_TOLERANCE * scale, 0.0, se)
+    return estimate, se, dof
+
+
+def _defined(se: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Where a t statistic carries information: a positive standard error and finite degrees of freedom."""
+    return (se > 0) & np.isfinite(dof)
+
+
+def t_interval(estimate: np.ndarray, se: np.ndarray, dof: np.ndarray, level: float | np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided t interval ``estimate -/+ t_{(1+level)/2, dof} * se`` (arrays broadcast; NaN where undefined)."""
+    estimate, se, dof = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (estimate, se, dof)))
+    defined = _defined(se, dof)
+    half = np.full(estimate.shape, np.nan)
+    quantile = scipy_stats.t.ppf((1 + np.asarray(level)) / 2, np.where(defined, dof, 1.0))
+    half[defined] = np.broadcast_to(quantile * se, estimate.shape)[defined]
+    return estimate - half, estimate + half
+
+
+def t_p_value(estimate: np.ndarray, se: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Two-sided p-value of ``estimate / se`` under a t distribution with ``dof`` (NaN where undefined)."""
+    estimate, se, dof = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (estimate, se, dof)))
+    defined = _defined(se, dof)
+    p = np.full(estimate.shape, np.nan)
+    p[defined] = 2 * scipy_stats.t.sf(np.abs(estimate[defined]) / se[defined], dof[defined])
+    return p
+
+
+def difference(a: Sequence[float], b: Sequence[float], *, paired: bool = False, level: float = 0.95) -> Effect:
+    """The difference of means ``a - b`` over seeds, with a two-sided t interval at ``level``.
+
+    ``a``, ``b``: 1-D per-seed values. Unpaired (default): Welch's t with Welch-Satterthwaite degrees of
+    freedom. ``paired=True``: a one-sample t on the per-seed differences (``a[i]`` and ``b[i]`` from seed
+    ``i``; equal lengths required). Fewer than two values per side (two pairs) or no spread give NaN
+    ``low``/``high``/``p_value`` (see :class:`Effect`). Raises ``ValueError`` on empty or non-finite
+    values, unequal lengths when paired, or ``level`` outside (0, 1).
+    """
+    values_a, values_b = _check_values("a", a), _check_values("b", b)
+    level = _check_probability("level", level)
+    if paired and values_a.size != values_b.size:
+        raise ValueError(f"len(b)={values_b.size}: allowed len(a)={values_a.size} when paired=True")
+    estimate, se, dof = difference_arrays(values_a, values_b, paired=paired)
+    low, high = t_interval(estimate, se, dof, level)
+    return Effect(estimate=float(estimate), se=float(se), dof=float(dof), low=float(low), high=float(high),
+                  p_value=float(t_p_value(estimate, se, dof)), n_a=values_a.size, n_b=values_b.size,
+                  paired=paired, level=level)
+
+
+def _holm_last_axis(p: np.ndarray) -> np.ndarray:
+    """Holm adjustment of ``p`` ``(..., m)`` within each family along the last axis (NaN kept, not counted)."""
+    order = np.argsort(p, axis=-1)  # NaN sorts last
+    ordered = np.take_along_axis(p, order, axis=-1)
+    family_size = np.sum(~np.isnan(p), axis=-1, keepdims=True)
+    factors = family_size - np.arange(p.shape[-1])
+    adjusted_ordered = np.minimum(1.0, np.maximum.accumulate(ordered * factors, axis=-1))
+    adjusted = np.empty_like(adjusted_ordered)
+    np.put_along_axis(adjusted, order, adjusted_ordered, axis=-1)
+    return adjusted
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values of one family, in the input order (shape ``(m,)``).
+
+    The ``k``-th smallest of the ``m`` p-values is multiplied by ``m - k + 1``, made non-decreasing in
+    that order and capped at 1; a claim is significant at family-wise error ``alpha`` when its adjusted
+    p-value is below ``alpha``. NaN p-values (untestable claims) stay NaN and do not count in ``m``:
+    an untested claim spends none of the family's error rate.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p_values={p_values!r}: allowed a 1-D sequence of p-values")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"p_values={p_values!r}: allowed numbers in [0, 1] or NaN")
+    return _holm_last_axis(p)
+
+
+def minimum_detectable_effect(se: float | np.ndarray, dof: float | np.ndarray, *, alpha: float | np.ndarray,
+                              power: float = 0.8) -> float | np.ndarray:
+    """The smallest true difference a two-sided t-test at level ``alpha`` detects with probability ``power``.
+
+    ``MDE = (t_{1 - alpha/2, dof} + t_{power, dof}) * se``, in the units of ``se``. The approximation
+    treats ``se`` as the known standard error of the estimate (it is the observed one), uses central t
+    quantiles in place of the noncentral t, and ignores rejections in the wrong tail; with few seeds the
+    true power at the MDE is somewhat below ``power``. For a family of ``m`` claims under Holm pass the
+    conservative ``alpha / m``. NaN where ``se`` is NaN or 0 (no information about the noise) or ``dof``
+    is not finite. Arrays broadcast.
+    """
+    se_array, dof_array = np.asarray(se, dtype=float), np.asarray(dof, dtype=float)
+    if np.any(se_array < 0):
+        raise ValueError(f"se={se!r}: allowed numbers >= 0 (or NaN when undefined)")
+    if np.any(dof_array <= 0):
+        raise ValueError(f"dof={dof!r}: allowed numbers > 0 (or NaN when undefined)")
+    alpha_array = np.asarray(alpha, dtype=float)
+    if np.any((alpha_array <= 0) | (alpha_array >= 1)):
+        raise ValueError(f"alpha={alpha!r}: allowed a number in (0, 1)")
+    power = _check_probability("power", power)
+    se_array, dof_array, alpha_array = np.broadcast_arrays(se_array, dof_array, alpha_array)
+    defined = _defined(se_array, dof_array)
+    safe_dof = np.where(defined, dof_array, 1.0)
+    quantiles = scipy_stats.t.ppf(1 - alpha_array / 2, safe_dof) + scipy_stats.t.ppf(power, safe_dof)
+    mde = np.where(defined, quantiles * se_array, np.nan)
+    return float(mde) if mde.ndim == 0 else mde
+
+
+def assess(estimate: np.ndarray, se: np.ndarray, dof: np.ndarray, paper_effect: np.ndarray, *,
+           alpha: float = 0.05, power: float = 0.8) -> Assessment:
+    """Judge families of claims: Holm over the last axis, corrected intervals, MDE and one outcome each.
+
+    ``estimate``, ``se``, ``dof``: ``(..., m)`` from :func:`difference_arrays` (one family of ``m``
+    claims per leading index); ``paper_effect``: broadcastable to ``(..., m)``, > 0. With ``m`` the
+    number of claims with a defined p-value in the family, the corrected interval is at level
+    ``1 - alpha/m`` and the MDE at ``alpha/m`` (the most conservative Holm step). Outcomes follow the
+    module docstring; ``outcome`` holds the strings of :data:`OUTCOMES`.
+    """
+    estimate, se, dof = (np.asarray(x, dtype=float) for x in (estimate, se, dof))
+    paper_effect = np.broadcast_to(np.asarray(paper_effect, dtype=float), estimate.shape)
+    p = t_p_value(estimate, se, dof)
+    adjusted = _holm_last_axis(p)
+    family_size = np.sum(~np.isnan(p), axis=-1, keepdims=True)
+    corrected_alpha = alpha / np.maximum(family_size, 1)
+    corrected_level = 1 - corrected_alpha
+    corrected_low, corrected_high = t_interval(estimate, se, dof, corrected_level)
+    mde = minimum_detectable_effect(se, dof, alpha=corrected_alpha, power=power)
+    significant = adjusted < alpha  # NaN compares False
+    codes = np.full(estimate.shape, OUTCOMES.index(INCONCLUSIVE))
+    codes[significant & (estimate > 0)] = OUTCOMES.index(REPRODUCED)
+    codes[significant & (estimate < 0)] = OUTCOMES.index(CONTRADICTED)
+    codes[~significant & (corrected_high < paper_effect) & (mde <= paper_effect)] = OUTCOMES.index(NOT_REPRODUCED)
+    return Assessment(p_value=p, adjusted_p=adjusted, corrected_low=corrected_low, corrected_high=corrected_high,
+                      corrected_level=corrected_level, family_size=family_size, mde=np.asarray(mde),
+                      outcome=np.asarray(OUTCOMES)[codes])
+
+
+def _decimals(*scales: float) -> int:
+    """Decimals that show two significant digits of the first finite positive ``scales`` value."""
+    for scale in scales:
+        if np.isfinite(scale) and scale > 0:
+            return int(np.clip(1 - np.floor(np.log10(scale)), 0, 6))
+    return 2
+
+
+def _format_p(p: float) -> str:
+    if np.isnan(p):
+        return "undefined"
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}"
+
+
+def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float, corrected_high: float,
+              corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str) -> str:
+    """The verdict of one claim in one English sentence with its numbers (see :func:`judge`)."""
+    digits = _decimals(effect.se, abs(effect.estimate), paper_effect)
+    unit = f" {units}" if units else ""
+
+    def signed(x: float) -> str:
+        return f"{x:+.{digits}f}"
+
+    interval = (f"{effect.level:.0%} CI {signed(effect.low)} to {signed(effect.high)}"
+                if np.isfinite(effect.low) else "no interval")
+    head = (f"{name}: {signed(effect.estimate)}{unit} ({interval}; Holm-adjusted p {_format_p(adjusted_p)}), "
+            f"against {signed(paper_effect)} in the paper")
+    corrected = f"{100 * corrected_level:.3g}% family-wise interval {signed(corrected_low)} to {signed(corrected_high)}"
+    if outcome == REPRODUCED:
+        smaller = (f", though the {corrected} lies below the paper's effect" if corrected_high < paper_effect
+                   else "")
+        return f"{head}; it differs from zero in the paper's direction{smaller}, so it is reproduced."
+    if outcome == CONTRADICTED:
+        return f"{head}; the difference goes the opposite way, so it is contradicted."
+    if outcome == NOT_REPRODUCED:
+        return (f"{head}; the {corrected} excludes an effect as large as the paper's "
+                f"(smallest detectable: {mde:.{digits}f}{unit}), so it is not reproduced.")
+    if not np.isfinite(mde):
+        reason = ("fewer than two seeds per side" if min(effect.n_a, effect.n_b) < 2
+                  else "the values do not vary over seeds")
+        return f"{head}; the noise cannot be estimated ({reason}), so it is inconclusive."
+    if mde > paper_effect:
+        return (f"{head}; the smallest effect this run could detect is {mde:.{digits}f}{unit}, "
+                f"larger than the paper's, so it is inconclusive.")
+    return (f"{head}; the {corrected} neither excludes zero nor the paper's effect, so it is inconclusive.")
+
+
+def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, power: float = 0.8) -> list[Verdict]:
+    """One :class:`Verdict` per claim, the family of ``claims`` corrected together.
+
+    Each claim's :func:`difference` (interval at ``level``) gives a p-value; Holm's method adjusts them
+    over the family (family-wise error ``alpha``); with ``m`` the number of claims with a defined
+    p-value, the corrected interval is at ``1 - alpha/m`` and the minimum detectable effect is taken
+    at ``alpha/m`` and ``power``. Outcome rules: see the module docstring. Raises ``ValueError`` on an
+    empty family or ``alpha``/``level``/``power`` outside (0, 1).
+    """
+    if len(claims) == 0:
+        raise ValueError(f"claims={claims!r}: allowed a non-empty sequence of Claim")
+    alpha = _check_probability("alpha", alpha)
+    power = _check_probability("power", power)
+    effects = [difference(claim.a, claim.b, paired=claim.paired, level=level) for claim in claims]
+    family = assess(np.array([e.estimate for e in effects]), np.array([e.se for e in effects]),
+                    np.array([e.dof for e in effects]), np.array([c.paper_effect for c in claims]),
+                    alpha=alpha, power=power)
+    corrected_level, family_size = float(family.corrected_level[0]), int(family.family_size[0])
+    verdicts = []
+    for i, (claim, effect) in enumerate(zip(claims, effects, strict=True)):
+        numbers = {"adjusted_p": float(family.adjusted_p[i]), "corrected_low": float(family.corrected_low[i]),
+                   "corrected_high": float(family.corrected_high[i]), "corrected_level": corrected_level,
+                   "mde": float(family.mde[i]), "paper_effect": float(claim.paper_effect),
+                   "outcome": str(family.outcome[i])}
+        sentence = _sentence(claim.name, effect, units=claim.units, **numbers)
+        verdicts.append(Verdict(name=claim.name, effect=effect, alpha=alpha, family_size=family_size,
+                                units=claim.units, sentence=sentence, **numbers))
+    return verdicts
+
+
+def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """One row per claim: claim, estimate, low, high (at the effect's level), adjusted_p, mde,
+    paper_effect, outcome."""
+    return pd.DataFrame([{"claim": v.name, "estimate": v.effect.estimate, "low": v.effect.low,
+                          "high": v.effect.high, "adjusted_p": v.adjusted_p, "mde": v.mde,
+                          "paper_effect": v.paper_effect, "outcome": v.outcome} for v in verdicts],
+                        columns=["claim", "estimate", "low", "high", "adjusted_p", "mde", "paper_effect", "outcome"])
+
+
+def summary(verdicts: Sequence[Verdict]) -> str:
+    """The chapter's verdict paragraph, generated: counts per outcome, then every claim's sentence."""
+    if len(verdicts) == 0:
+        raise ValueError(f"verdicts={verdicts!r}: allowed a non-empty sequence of Verdict (from judge)")
+    counts = [(sum(v.outcome == outcome for v in verdicts), outcome) for outcome in OUTCOMES]
+    listed = [f"{count} {outcome}" for count, outcome in counts if count]
+    tally = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+    claims = "claim" if len(verdicts) == 1 else "claims"
+    tested = verdicts[0].family_size
+    return (f"Of {len(verdicts)} {claims}, {tested} tested together at a family-wise error rate of "
+            f"{100 * verdicts[0].alpha:.3g}% (Holm): {tally}. "
+            + " ".join(v.sentence for v in verdicts))
