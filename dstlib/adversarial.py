@@ -67,12 +67,15 @@ def robust_accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, attack: P
     """Accuracy of ``model`` on PGD-attacked ``inputs`` (eval mode, a seeded random start)."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
     correct = 0
     for start in range(0, len(inputs), batch_size):
-        batch = task.as_dict((inputs[start:start + batch_size].to(device), targets[start:start + batch_size].to(device)))
+        chunk = slice(start, start + batch_size)
+        batch = task.as_dict((inputs[chunk].to(device), targets[chunk].to(device)))
         attacked = attack(model, batch, task, generator)
         with torch.no_grad():
             model.eval()
             logits = task.primary(model(*task.model_inputs(attacked)))
         correct += int((logits.argmax(1) == task.targets(attacked)).sum())
+    model.train(was_training)
     return correct / max(len(inputs), 1)

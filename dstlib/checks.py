@@ -55,6 +55,11 @@ def is_number(value: object, *, low: float | None = None, high: float | None = N
     return above and below
 
 
+def is_odd_int(value: object) -> bool:
+    """Whether ``value`` is an odd ``int`` >= 1 (a kernel size with a centre, a symmetric group count)."""
+    return is_number(value, low=1, integer=True) and value % 2 == 1
+
+
 def describe_number(*, low: float | None = None, high: float | None = None, low_open: bool = False,
                     high_open: bool = False, integer: bool = False, plural: bool = False) -> str:
     """What :func:`is_number` accepts, in words: ``"a number in (0, 1]"``, ``"integers >= 1"``, ..."""
@@ -84,6 +89,12 @@ def integer(name: str, value: T, *, low: int | None = None, high: int | None = N
     """An ``int`` (not ``bool``) in ``[low, high]``: ``integer("epochs", 0, low=1)`` raises
     ``epochs=0: allowed an integer >= 1``."""
     return number(name, value, low=low, high=high, integer=True)
+
+
+def positive_ints(**values: object) -> None:
+    """``positive_ints(num_classes=10, in_channels=3)``: each keyword must be an :func:`integer` >= 1."""
+    for name, value in values.items():
+        integer(name, value, low=1)
 
 
 def sequence(name: str, values: T, items: str, item_ok: Callable[[Any], bool], *, length: int | None = None,

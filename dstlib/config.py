@@ -204,7 +204,8 @@ def resolve(spec: ChapterSpec, profile: str = "tutorial", **overrides: Any) -> C
     unknown = sorted(set(overrides) - set(knobs))
     if unknown:
         shown = ", ".join(f"{k}={overrides[k]!r}" for k in unknown)
-        raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; allowed: {', '.join(sorted(knobs))}")
+        raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "
+                         f"allowed: {', '.join(sorted(knobs))}")
     values = dict(spec.profiles[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
     validated = {key: knobs[key].validate(key, value) for key, value in values.items()}

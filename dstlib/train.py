@@ -183,7 +183,8 @@ def is_indexed(data: Any) -> bool:
         return True
     if isinstance(data, list | tuple):
         return bool(data) and all(isinstance(t, Tensor) for t in data)
-    return isinstance(data, Dataset) and hasattr(data, "__len__") and not isinstance(data, torch.utils.data.IterableDataset)
+    iterable = isinstance(data, torch.utils.data.IterableDataset)
+    return isinstance(data, Dataset) and hasattr(data, "__len__") and not iterable
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 5e-4,
@@ -278,6 +279,19 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int = 512,
     return torch.cat(outputs)
 
 
+def all_reduce_sum(values: Tensor, context: DistributedContext) -> Tensor:
+    """``values`` (a CPU tensor) summed over the processes; itself in a single process. NCCL reduces on
+    the GPU, gloo on the CPU."""
+    if context.world_size == 1:
+        return values
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
+    reduced = values.to(device)
+    dist.all_reduce(reduced)
+    return reduced.cpu()
+
+
 class PerSampleRecorder:
     """Per-sample values by sample index, one row per epoch (NaN where a sample was not used)."""
 
@@ -299,10 +313,7 @@ class PerSampleRecorder:
 
     def end_epoch(self, context: DistributedContext) -> None:
         if context.world_size > 1:
-            import torch.distributed as dist
-
-            flat = torch.stack([self._counts, *self._sums.values()])
-            dist.all_reduce(flat)
+            flat = all_reduce_sum(torch.stack([self._counts, *self._sums.values()]), context)
             self._counts, sums = flat[0], flat[1:]
             self._sums = dict(zip(self._sums, sums, strict=True))
         for name, total in self._sums.items():
@@ -312,7 +323,8 @@ class PerSampleRecorder:
         return self.rows[name][-1] if self.rows[name] else None
 
     def stacked(self) -> dict[str, Tensor]:
-        return {name: torch.stack(rows) if rows else torch.empty(0, self.num_samples) for name, rows in self.rows.items()}
+        return {name: torch.stack(rows) if rows else torch.empty(0, self.num_samples)
+                for name, rows in self.rows.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}
@@ -506,9 +518,11 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
                                      for name, fn in recorders.items()})
         if recorder is not None:
             recorder.end_epoch(context)
-        result.samples_seen += seen * context.world_size
+        totals = all_reduce_sum(torch.stack([loss_sum.double().cpu(), torch.tensor(float(seen), dtype=torch.float64)]),
+                                context)
+        result.samples_seen += int(totals[1])
         row: dict[str, Any] = {"epoch": epoch + 1, "step": result.steps, "lr": opt.param_groups[0]["lr"],
-                               "train_loss": float(loss_sum) / max(seen, 1), "samples": seen * context.world_size}
+                               "train_loss": float(totals[0] / totals[1].clamp(min=1)), "samples": int(totals[1])}
         if val_data is not None:
             row.update({f"val_{k}": v for k, v in evaluate(model, val_data, task=task, metrics=eval_metrics,
                                                            collate=collate).items()})

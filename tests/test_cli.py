@@ -23,6 +23,20 @@ def test_bad_input_exits_2_with_a_clear_message(capsys):
     assert cli.main(["sweep", "dst_from_scratch", "--profile", "smoke", "--grid", "lr=-1"]) == 2
 
 
+def test_a_dataset_missing_offline_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DSTLIB_DATA", str(tmp_path))
+    args = ["run", "dst_from_scratch", "--profile", "smoke", "--set", "dataset=cifar10", "--set", "download=false",
+            "--out", str(tmp_path)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "cifar10" in err and "Traceback" not in err
+
+
+def test_sweep_notebooks_are_named_by_grid_point():
+    assert cli.point_name({"seeds": [0], "lr": 0.01}) == "lr=0.01_seeds=0"
+    assert cli.point_name({"methods": ["set", "rigl"]}) == "methods=set,rigl"
+
+
 def test_sweep_points_validate_and_expand_list_knobs():
     points = cli.sweep_points("dst_from_scratch", "smoke", ["epochs=1"], ["seeds=0,1", "lr=0.01,0.1"])
     assert points == [{"epochs": 1, "seeds": [0], "lr": 0.01}, {"epochs": 1, "seeds": [0], "lr": 0.1},
@@ -49,7 +63,8 @@ def test_sweep_runs_the_grid_skips_finished_points_and_gathers_a_table(tmp_path,
     assert cli.main(args) == 0
     table = (tmp_path / "dst_from_scratch" / "sweep" / "table.csv").read_text().splitlines()
     assert len(table) == 3 and "seed" in table[0]  # header + one record per grid point
-    assert len(list((tmp_path / "dst_from_scratch" / "sweep").glob("*.ipynb"))) == 2
+    names = sorted(p.name for p in (tmp_path / "dst_from_scratch" / "sweep").glob("*.ipynb"))
+    assert names == ["smoke_seeds=0.ipynb", "smoke_seeds=1.ipynb"]
     capsys.readouterr()
     assert cli.main(args) == 0  # second time: both points are done
     assert sum(line.startswith("skip ") for line in capsys.readouterr().out.splitlines()) == 2

@@ -288,6 +288,34 @@ def test_affine_warp_matches_opencv():
     np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
+def test_snow_zoom_at_cifar_severity_4_keeps_the_centre_window():
+    """Zoom 2.25 of 32 samples: the centre 15 (8..22) spread over 34 points ``8 + 14 k / 33``; make_cifar_c.py
+    keeps points 1..32 (a centred trim), imagecorruptions points 0..31."""
+    zoom = C._TABLES["cifar"]["snow"][3][2]
+    assert zoom == 2.25
+    ramp = torch.arange(32, dtype=torch.float32)
+    k = torch.arange(32, dtype=torch.float32)
+    torch.testing.assert_close(C._zoom_matrix(32, zoom, "centre") @ ramp, 8 + 14 * (k + 1) / 33)
+    torch.testing.assert_close(C._zoom_matrix(32, zoom, "start") @ ramp, 8 + 14 * k / 33)
+
+
+@pytest.mark.parametrize("size", [32, 45])
+@pytest.mark.parametrize("factor", [1.0, 1.03, 1.25, 1.75, 2.25, 4.5])
+def test_zoom_matrix_is_scipy_zoom_of_the_centre_crop_in_each_references_window(size, factor):
+    """Crop ``ceil(size / factor)`` centre samples, scipy's linear zoom; the centre window ("cifar") or the
+    first ``size`` samples ("imagenet")."""
+    from scipy.ndimage import zoom
+
+    values = np.random.default_rng(0).random(size)
+    crop = int(np.ceil(size / factor))
+    top = (size - crop) // 2
+    zoomed = zoom(values[top:top + crop], factor, order=1)
+    trim = (len(zoomed) - size) // 2
+    for window, expected in (("centre", zoomed[trim:trim + size]), ("start", zoomed[:size])):
+        ours = C._zoom_matrix(size, factor, window).double().numpy() @ values
+        np.testing.assert_allclose(ours, expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("params, scale", [("cifar", 0.2), ("imagenet", 1.1)])
 def test_frost_layers_match_opencv(params, scale):
     """The frost photographs resized as make_cifar_c.py (fx=0.2, linear), imagecorruptions (1.1, cubic)."""

@@ -1,22 +1,46 @@
-"""The pieces the chapter experiments share: the run grid, the method -> engine mapping, the records."""
+"""The experiment layer: grids with declared baseline rules, the method -> engine mapping, one record per
+point (seeded before the model is built, skipped when done, resumed when interrupted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from dstlib import config, sparse
+from dstlib import experiments, sparse
 from dstlib.experiments import common
+from dstlib.train import DistributedContext
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_grid_runs_dense_once_per_seed_and_every_sparse_setting():
-    runs = list(common.grid(["dense", "rigl", "set"], [0.5, 0.1], [0, 1]))
-    assert len(runs) == 2 * (1 + 2 * 2)
-    assert [r for r in runs if r.method == "dense"] == [common.Run("dense", 1.0, 0), common.Run("dense", 1.0, 1)]
-    assert common.Run("set", 0.1, 1) in runs
+    points = common.grid({"seed": [0, 1], "method": ["dense", "rigl", "set"], "density": [0.5, 0.1]},
+                         common.DENSE_ONCE)
+    assert len(points) == 2 * (1 + 2 * 2)
+    assert [p for p in points if p["method"] == "dense"] == [{"seed": 0, "method": "dense", "density": 1.0},
+                                                             {"seed": 1, "method": "dense", "density": 1.0}]
+    assert {"seed": 1, "method": "set", "density": 0.1} in points
+    assert points[0]["seed"] == 0 and points[-1]["seed"] == 1  # the first axis varies slowest
+
+
+def test_grid_takes_any_named_axes():
+    points = common.grid({"dataset": ["a", "b"], "variant": ["x"], "seed": [0, 1]})
+    assert len(points) == 4 and points[1] == {"dataset": "a", "variant": "x", "seed": 1}
+
+
+def test_records_carry_density_and_sparsity():
+    params = common.point_params({"method": "rigl", "density": 0.3, "seed": 0})
+    assert params["density"] == 0.3 and params["sparsity"] == pytest.approx(0.7)
+    cfg = experiments.resolve("corruption_robustness", "smoke", sparsities=[0.1, 0.7])
+    assert common.densities_of(cfg) == [0.9, 0.3]
 
 
 @pytest.mark.parametrize("method", ["static", "set", "rigl", "mest", "granet", "gmp"])
 def test_engine_factory_builds_the_preset_with_the_config(method):
-    cfg = config.resolve("dst_from_scratch", "smoke", distribution="uniform", update_every=7, drop_fraction=0.2)
+    cfg = experiments.resolve("dst_from_scratch", "smoke", distribution="uniform", update_every=7, drop_fraction=0.2)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = common.engine_factory(method, 0.25, cfg, seed=3)(model, optimizer, 100)
@@ -28,18 +52,89 @@ def test_engine_factory_builds_the_preset_with_the_config(method):
         common.engine_factory("magic", 0.5, cfg, seed=0)
 
 
-def test_chapter_result_writes_records_only_on_rank_zero(tmp_path, monkeypatch):
-    cfg = config.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path))
-    record = {"id": "abc", "chapter": "dst_from_scratch", "profile": "smoke", "params": {}, "metrics": {},
-              "history": [], "wall_time_s": 0.0, "config": {}}
-    monkeypatch.setenv("RANK", "1")
-    common.ChapterResult(cfg).add(record)
+def test_method_defaults_live_in_one_place():
+    assert common.method_options("granet", 0.1) == {"init_density": common.GRANET_INIT_DENSITY}
+    assert common.method_options("granet", 0.9) == {"init_density": 1.0}
+    assert common.method_options("rigl", 0.1) == {}
+
+
+def test_engine_from_fixed_omp_masks_and_from_a_density_map():
+    cfg = experiments.resolve("dst_from_scratch", "smoke")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    masks = sparse.prune_at_init.magnitude_prune(model, 0.25)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = common.engine_factory("static", 0.25, cfg, seed=0, masks=masks)(model, optimizer, 10)
+    for name, mask in masks.items():
+        assert torch.equal(engine.masks[name], mask)
+    model[0].weight.grad = torch.randn_like(model[0].weight)
+    model[2].weight.grad = torch.randn_like(model[2].weight)
+    optimizer.step()
+    engine.step()
+    assert torch.all(model[0].weight[~masks["0.weight"]] == 0)
+    density_map = {"0.weight": 0.5, "2.weight": 0.125}
+    model2 = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    engine = common.engine_factory("rigl", 0.4, cfg, seed=0, layer_densities=density_map)(
+        model2, torch.optim.SGD(model2.parameters(), lr=0.1), 10)
+    assert {n: float(m.float().mean()) for n, m in engine.masks.items()} == pytest.approx(density_map)
+
+
+def _metrics(records):
+    return {(r["params"]["method"], r["params"]["density"], r["params"]["seed"]):
+            (r["metrics"]["test_accuracy"], [h["train_loss"] for h in r["history"]]) for r in records}
+
+
+def test_a_run_alone_equals_the_same_run_inside_a_grid(tmp_path):
+    from dstlib.experiments import dst_from_scratch as chapter
+
+    base = {"epochs": 1, "seeds": [1], "densities": [0.3]}
+    grid = chapter.run(experiments.resolve("dst_from_scratch", "smoke", methods=["dense", "static", "rigl"],
+                                           out_dir=str(tmp_path / "grid"), **base))
+    alone = chapter.run(experiments.resolve("dst_from_scratch", "smoke", methods=["rigl"],
+                                            out_dir=str(tmp_path / "alone"), **base))
+    assert _metrics(alone.records)[("rigl", 0.3, 1)] == _metrics(grid.records)[("rigl", 0.3, 1)]
+
+
+def test_run_point_skips_a_recorded_point_and_writes_readable_files(tmp_path):
+    cfg = experiments.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path))
+    calls = []
+
+    def train(params, checkpoint):
+        calls.append(params)
+        return common.Outcome({"score": 1.0}, extras={"curve": torch.arange(3)})
+
+    first, extras = common.run_point(cfg, {"method": "rigl", "density": 0.5, "seed": 0}, train)
+    again, extras_again = common.run_point(cfg, {"method": "rigl", "density": 0.5, "seed": 0}, train)
+    assert len(calls) == 1 and again == json.loads(json.dumps(first))
+    assert torch.equal(extras_again["curve"], torch.arange(3))
+    path = tmp_path / "dst_from_scratch" / f"{first['id']}.json"
+    assert path.stat().st_mode & 0o044  # group/other may read it (not mkstemp's 0600)
+    assert first["provenance"]["world_size"] == 1 and first["provenance"]["code"] == common.code_fingerprint()
+
+
+def test_only_rank_zero_writes_records(tmp_path, monkeypatch):
+    cfg = experiments.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path))
+    monkeypatch.setattr(common, "distributed_context", lambda: DistributedContext(1, 2))
+    common.run_point(cfg, {"method": "dense", "density": 1.0, "seed": 0}, lambda p, c: common.Outcome({"a": 1}))
     assert not list(tmp_path.rglob("*.json"))
-    monkeypatch.setenv("RANK", "0")
-    result = common.ChapterResult(cfg)
-    result.add(record)
-    assert (tmp_path / "dst_from_scratch" / "abc.json").exists() and len(result.frame) == 1
 
 
-def test_presets_are_the_library_presets():
-    assert common.PRESETS["rigl"] is sparse.RigL and common.METHODS[0] == "dense"
+@pytest.mark.slow
+def test_an_interrupted_grid_skips_finished_points_and_resumes_the_broken_one_in_a_fresh_process(tmp_path):
+    worker = ROOT / "tests" / "grid_worker.py"
+    out = tmp_path / "results"
+    crashed = subprocess.run([sys.executable, str(worker), str(out), "crash"], capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == 3, crashed.stderr
+    folder = out / "dst_from_scratch"
+    assert len(list(folder.glob("*.json"))) == 1 and len(list((folder / "checkpoints").glob("*.pt"))) == 1
+    resumed = subprocess.run([sys.executable, str(worker), str(out), "resume"], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert report["trained_epochs"] == [3]  # the finished point is skipped; the broken one runs epoch 3 only
+    assert not list((folder / "checkpoints").glob("*.pt"))
+    fresh = subprocess.run([sys.executable, str(worker), str(tmp_path / "fresh"), "resume"], capture_output=True,
+                           text=True, timeout=300)
+    fresh_report = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert fresh_report["metrics"] == report["metrics"]  # resuming gives the numbers of an uninterrupted grid

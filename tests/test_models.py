@@ -281,6 +281,19 @@ def test_ctc_greedy_decode_collapses_repeats_and_removes_blanks() -> None:
     assert models.ctc_greedy_decode(logits, blank=4) == [[1, 0, 1, 2, 0, 3], [0], [0, 3, 2]]
 
 
+def test_ctc_greedy_decode_reads_the_encoders_output_lengths_and_rejects_input_lengths() -> None:
+    torch.manual_seed(0)
+    model = models.build("asr_encoder", n_mels=8, d_model=16, num_heads=2).eval()
+    lengths = torch.tensor([23, 40])
+    logits = model(torch.randn(2, 8, 40), lengths)
+    frames = model.output_lengths(lengths)
+    assert logits.shape[1] == 10 and frames.tolist() == [6, 10]
+    decoded = models.ctc_greedy_decode(logits, frames)
+    assert decoded == [models.ctc_greedy_decode(logits[:1, :6])[0], models.ctc_greedy_decode(logits[1:])[0]]
+    with pytest.raises(ValueError, match=r"lengths=\[23, 40\]: allowed .*output_lengths"):
+        models.ctc_greedy_decode(logits, lengths)
+
+
 @pytest.mark.parametrize("layer_type", ["conformer", "transformer"])
 def test_asr_encoder_lengths_and_padding_invariance(layer_type: str) -> None:
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 import dstlib.data as data
 from dstlib.data import speech
 from dstlib.data.speech import CharTokenizer, hz_to_mel, log_mel, mel_filterbank, mel_to_hz
+from dstlib.models import ctc_greedy_decode
 
 SMALL = {"words": ("one", "two", "three"), "voices": ("en", "en-us", "en-GB-x-rp"), "rates": (140, 180),
          "pitches": (50,)}
@@ -116,14 +117,16 @@ def test_log_mel_keeps_batch_shape_dtype_and_rejects_integers():
 
 
 # --- CTC characters ----------------------------------------------------------------------------------------
-def test_tokenizer_round_trip_and_ctc_decoding():
+def test_tokenizer_round_trip_and_decoding_a_best_path():
     tokenizer = CharTokenizer()
     assert len(tokenizer) == 29 and tokenizer.blank == 0
     ids = tokenizer.encode("It's nine")
     assert min(ids) >= 1 and max(ids) <= 28
     assert tokenizer.decode(ids) == "it's nine"
     assert tokenizer.encode("a z '") == [1, 27, 26, 27, 28]
-    assert tokenizer.ctc_decode(torch.tensor([0, 15, 15, 0, 15, 14, 14, 0, 27, 5])) == "oon e"
+    best_path = F.one_hot(torch.tensor([[0, 15, 15, 0, 15, 14, 14, 0, 27, 5]]), len(tokenizer)).float()
+    assert tokenizer.decode(ctc_greedy_decode(best_path)[0]) == "oon e"
+    assert tokenizer.decode([0, 8, 9, 0]) == "hi"  # blank padding is skipped
     with pytest.raises(ValueError, match="text"):
         tokenizer.encode("seven!")
     with pytest.raises(ValueError, match="ids"):
@@ -166,7 +169,7 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("rebuilt instead of reading the cache")
 
-    monkeypatch.setattr(speech, "synthesize_features", must_not_run)
+    monkeypatch.setattr(speech.corpora, "synthesize_features", must_not_run)
     again = data.load("spoken_sentences", "test", root=tmp_path, num_utterances=6, **SMALL)
     assert all(torch.equal(a, b) for a, b in zip(first.tensors, again.tensors, strict=True))
 
@@ -238,3 +241,15 @@ def test_extracted_librispeech_is_read_lazily_with_the_ctc_item_layout(tmp_path,
     assert batch[0].shape == (2, 40, 51) and batch[2].shape == (2, 14)
     with pytest.raises(ValueError, match="subset"):
         data.load("librispeech", "test", root=tmp_path, subset="train-other-960")
+
+
+# --- package layout ----------------------------------------------------------------------------------------
+def test_package_reexports_its_modules_and_registers_its_datasets():
+    from dstlib.data.speech import corpora, features, librispeech, synthesis, text
+
+    assert speech.ESpeak is synthesis.ESpeak and speech.log_mel is features.log_mel
+    assert speech.CharTokenizer is text.CharTokenizer and speech.load_spoken_words is corpora.load_spoken_words
+    assert speech.load_librispeech is librispeech.load_librispeech
+    assert not hasattr(speech.CharTokenizer, "ctc_decode")  # one greedy decoder: dstlib.models.ctc_greedy_decode
+    assert {"spoken_words", "spoken_sentences", "librispeech"} <= set(data.names())
+    assert speech.features.window_and_hop(16000) == (400, 160)

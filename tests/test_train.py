@@ -1,4 +1,5 @@
-"""The training loop: determinism by seed, exact resume from a checkpoint, LR schedules, bad input."""
+"""The training loop on classification: determinism by seed, seeding before the model is built, exact resume,
+LR schedules, validation with model selection, the global batch under torchrun, bad input."""
 
 import pytest
 import torch
@@ -73,8 +74,9 @@ def test_cosine_schedule_reaches_zero_and_step_schedule_decays():
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"epochs": 0}, "epochs=0"), ({"optimizer": "lbfgs"}, "optimizer='lbfgs'"),
-    ({"lr_schedule": "cyclic"}, "lr_schedule='cyclic'"),
+    ({"epochs": 0}, "epochs=0: allowed an integer >= 1"), ({"optimizer": "lbfgs"}, "optimizer='lbfgs': allowed"),
+    ({"lr_schedule": "cyclic"}, "lr_schedule='cyclic'"), ({"select_by": "accuracy"}, "select_by='accuracy'"),
+    ({"record": ["margin"]}, "record=\\['margin'\\]"),
 ])
 def test_bad_arguments_are_named(kwargs, fragment):
     args = {"epochs": 1, **kwargs}
@@ -89,3 +91,86 @@ def test_random_crop_flip_keeps_shape_and_content_and_is_seeded():
     assert a.shape == x.shape and torch.equal(a, b)
     no_shift = random_crop_flip(x, torch.Generator().manual_seed(0), padding=0, flip=False)
     assert torch.equal(no_shift, x)
+
+
+def test_a_model_factory_is_built_after_seeding():
+    def factory():
+        return tiny_model()
+
+    torch.manual_seed(999)  # whatever ran before must not matter
+    a = train.fit(factory, tiny_data(), epochs=1, batch_size=16, lr=0.1, seed=3, device="cpu")
+    torch.randn(100)
+    b = train.fit(factory, tiny_data(), epochs=1, batch_size=16, lr=0.1, seed=3, device="cpu")
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_tensors_a_dataset_and_a_dataloader_train_the_same_way():
+    data = tiny_data()
+    loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=False)
+    a = train.fit(tiny_model, data, epochs=1, batch_size=16, lr=0.1, device="cpu", eval_data=data)
+    b = train.fit(tiny_model, loader, epochs=1, batch_size=16, lr=0.1, device="cpu", eval_data=loader)
+    assert a.steps == b.steps == 6 and b.history[-1]["test_accuracy"] >= 0.0
+    assert train.evaluate(b.model, loader)["accuracy"] == pytest.approx(train.evaluate(b.model, data)["accuracy"])
+
+
+def test_top_k_accuracy_and_any_per_sample_metric():
+    from dstlib import metrics
+
+    logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0], [2.0, 3.0, 1.0]])
+    targets = torch.tensor([1, 0, 0])
+    model = nn.Sequential()  # identity: the "inputs" are the logits
+    model.register_buffer("anchor", torch.zeros(1))
+    model.forward = lambda x: x
+    result = train.evaluate(model, (logits, targets), metrics={
+        "top1": metrics.Accuracy(), "top2": metrics.Accuracy(k=2),
+        "max_logit": metrics.Mean(lambda task, outputs, batch: outputs.max(1).values)}, device="cpu")
+    assert result["top1"] == pytest.approx(0.0) and result["top2"] == pytest.approx(2 / 3)
+    assert result["max_logit"] == pytest.approx(3.0)
+
+
+def test_validation_selects_and_restores_the_best_epoch():
+    val = tiny_data(32)
+    scores = []
+
+    def remember(epoch, model, engine):
+        scores.append(train.evaluate(model, val)["loss"])
+        return {"state": {k: v.clone() for k, v in model.state_dict().items()}}
+
+    result = run(epochs=4, val_data=val, select_by="loss", on_epoch_end=remember)
+    best = min(range(4), key=lambda i: result.history[i]["val_loss"])
+    assert result.best_epoch == best + 1
+    assert [h["val_loss"] for h in result.history] == pytest.approx(scores)
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, result.history[best]["state"][key])
+
+
+def test_global_batch_is_split_between_processes(tmp_path):
+    """Under torchrun (gloo, 2 processes) the loss curve and weights match a single process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("fit_worker.py")
+    single = tmp_path / "single.json"
+    done = subprocess.run([sys.executable, str(worker), str(single)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    double = tmp_path / "double.json"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(worker), str(double)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a, b = json.loads(single.read_text()), json.loads(double.read_text())
+    assert b["world_size"] == 2 and a["steps"] == b["steps"]
+    assert b["losses"] == pytest.approx(a["losses"], rel=1e-4)
+    assert b["weights"] == pytest.approx(a["weights"], rel=1e-3, abs=1e-5)
+    assert b["sample_losses"] == pytest.approx(a["sample_losses"], rel=1e-4)
+
+
+def test_batch_size_must_divide_between_processes(monkeypatch):
+    monkeypatch.setattr(train, "distributed_context", lambda device=None: train.DistributedContext(0, 3))
+    with pytest.raises(ValueError, match="batch_size=16: allowed a multiple of the 3 processes"):
+        train.fit(tiny_model(), tiny_data(), epochs=1, batch_size=16, lr=0.1, device="cpu")

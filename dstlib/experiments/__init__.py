@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-
 from typing import Any
 
 from dstlib.config import ChapterSpec, Config

@@ -107,10 +107,10 @@ def engine_factory(method: str, density: float, config: Config, seed: int, *,
     kwargs: dict[str, Any] = {"seed": seed}
     if masks is not None:
         kwargs["masks"] = dict(masks)
+    elif layer_densities is not None:
+        kwargs.update(density=None, distribution=dict(layer_densities))
     else:
-        kwargs["density"] = density
-        kwargs["distribution"] = dict(layer_densities) if layer_densities is not None else config.get(
-            "distribution", "erk")
+        kwargs.update(density=density, distribution=config.get("distribution", "erk"))
     if method != "static":
         kwargs.update({k: config[k] for k in ("update_every", "drop_fraction") if k in config})
     kwargs.update(method_options(method, density))

@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from dstlib import checks
 from dstlib.models.cnn import SmallCNN
 from dstlib.models.conv1d import SCNN, CNN1d
 from dstlib.models.conv3d import DepthShift, E2ENet
@@ -64,8 +65,7 @@ def names() -> list[str]:
 
 def allowed_kwargs(name: str) -> list[str]:
     """Keyword arguments ``build(name, ...)`` accepts."""
-    if name not in REGISTRY:
-        raise ValueError(f"model name={name!r} is not allowed; expected one of {names()}")
+    checks.one_of("name", name, names())
     constructor, fixed = REGISTRY[name]
     return [p for p in inspect.signature(constructor).parameters if p not in fixed]
 
@@ -77,10 +77,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     """
     allowed = allowed_kwargs(name)
     unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"keyword argument(s) {unknown} are not allowed for model {name!r}; expected {allowed}"
-        )
+    checks.require(not unknown, "keywords", unknown, f"for model {name!r}: {allowed}")
     constructor, fixed = REGISTRY[name]
     return constructor(**fixed, **kwargs)
 

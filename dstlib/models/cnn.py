@@ -1,4 +1,4 @@
-"""Small 2D CNN for the fast CPU chapters, plus the conv-BN-ReLU unit and argument checks the models share.
+"""Small 2D CNN for the fast CPU chapters, plus the conv-BN-ReLU unit and width scaling the models share.
 
 ``SmallCNN`` stands in for the CIFAR VGG/ResNet of Wu et al. (ICLR 2025, DST vs dense corruption
 robustness) and Xiao et al. (BMVC 2024, sparse networks as hard-sample learners) when a chapter has to
@@ -12,33 +12,12 @@ Parameter names (what a sparse engine selects):
 import torch
 from torch import nn
 
-
-def check_arg(ok: bool, name: str, value: object, allowed: str) -> None:
-    """Raise ``ValueError("name=value is not allowed; expected <allowed>")`` unless ``ok``."""
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
-
-
-def is_positive_int(value: object) -> bool:
-    """True for an ``int`` (not ``bool``) >= 1."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_positive_ints(**values: object) -> None:
-    """``check_positive_ints(num_classes=10, in_channels=3)``: each must be an int >= 1."""
-    for name, value in values.items():
-        check_arg(is_positive_int(value), name, value, "an integer >= 1")
+from dstlib import checks
 
 
 def scaled_width(base: int, width: float) -> int:
     """Channels of a layer whose paper width is ``base`` under width multiplier ``width`` (at least 1)."""
     return max(1, round(base * width))
-
-
-def check_width(width: object) -> None:
-    """The width multiplier must be a number > 0."""
-    ok = isinstance(width, int | float) and not isinstance(width, bool) and width > 0
-    check_arg(ok, "width", width, "a number > 0")
 
 
 class ConvBNReLU(nn.Module):
@@ -78,10 +57,9 @@ class SmallCNN(nn.Module):
         stem_stride: int = 1,
     ) -> None:
         super().__init__()
-        check_positive_ints(num_classes=num_classes, in_channels=in_channels)
-        ok = isinstance(widths, tuple | list) and len(widths) == 4 and all(map(is_positive_int, widths))
-        check_arg(ok, "widths", widths, "4 integers >= 1")
-        check_arg(stem_stride in (1, 2), "stem_stride", stem_stride, "1 or 2")
+        checks.positive_ints(num_classes=num_classes, in_channels=in_channels)
+        checks.numbers("widths", widths, length=4, low=1, integer=True)
+        checks.one_of("stem_stride", stem_stride, (1, 2))
         c1, c2, c3, c4 = widths
         self.block1 = ConvBNReLU(in_channels, c1, stride=stem_stride)
         self.block2 = ConvBNReLU(c1, c2)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dstlib.models.cnn import check_arg, check_positive_ints, is_positive_int
+from dstlib import checks
 
 
 class CNN1d(nn.Module):
@@ -43,10 +43,10 @@ class CNN1d(nn.Module):
         kernel_sizes: tuple[int, ...] = (7, 5, 3),
     ) -> None:
         super().__init__()
-        check_positive_ints(num_classes=num_classes, in_channels=in_channels)
-        check_arg(len(widths) > 0 and all(map(is_positive_int, widths)), "widths", widths, "integers >= 1")
-        ok = len(kernel_sizes) == len(widths) and all(is_positive_int(k) and k % 2 == 1 for k in kernel_sizes)
-        check_arg(ok, "kernel_sizes", kernel_sizes, f"{len(widths)} odd integers (one per width)")
+        checks.positive_ints(num_classes=num_classes, in_channels=in_channels)
+        checks.numbers("widths", widths, low=1, integer=True)
+        checks.sequence("kernel_sizes", kernel_sizes, "odd integers (one per width)", checks.is_odd_int,
+                        length=len(widths))
         layers = []
         channels = in_channels
         for width, kernel in zip(widths, kernel_sizes, strict=True):
@@ -90,10 +90,8 @@ class SparseKernelConv1d(nn.Conv1d):
         out_groups: int = 1,
         pad_zero: bool = False,
     ) -> None:
-        check_positive_ints(kernel_size=kernel_size, out_groups=out_groups)
-        check_arg(
-            out_channels % out_groups == 0, "out_channels", out_channels, f"a multiple of {out_groups=}"
-        )
+        checks.positive_ints(kernel_size=kernel_size, out_groups=out_groups)
+        checks.require(out_channels % out_groups == 0, "out_channels", out_channels, f"a multiple of {out_groups=}")
         super().__init__(in_channels, out_channels, kernel_size, bias=False)
         self.out_groups = out_groups
         self.pad_zero = pad_zero
@@ -181,7 +179,7 @@ class SCNN(nn.Module):
         pooled_length: int = 50,
     ) -> None:
         super().__init__()
-        check_positive_ints(
+        checks.positive_ints(
             num_classes=num_classes,
             in_channels=in_channels,
             nf=nf,
@@ -190,7 +188,8 @@ class SCNN(nn.Module):
             out_groups=out_groups,
             pooled_length=pooled_length,
         )
-        check_arg(kernel_size >= out_groups, "kernel_size", kernel_size, f">= out_groups ({out_groups})")
+        checks.require(kernel_size >= out_groups, "kernel_size", kernel_size,
+                       f"an integer >= out_groups ({out_groups})")
         self.blocks = nn.Sequential(
             *(
                 InceptionModule(

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dstlib.models.cnn import check_arg, check_positive_ints, is_positive_int
+from dstlib import checks
 
 CONV_MODES = ("shift", "2d", "3d")
 
@@ -51,16 +51,13 @@ class DepthShift(nn.Module):
 
     def __init__(self, groups: int = 3) -> None:
         super().__init__()
-        check_arg(is_positive_int(groups) and groups % 2 == 1, "groups", groups, "an odd integer >= 1")
+        checks.require(checks.is_odd_int(groups), "groups", groups, "an odd integer >= 1")
         self.groups = groups
         self.shifts = [g - groups // 2 for g in range(groups)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5 or x.shape[1] < self.groups:
-            raise ValueError(
-                f"input shape {tuple(x.shape)} is not allowed; expected (B, C, D, H, W) with C >= groups "
-                f"({self.groups})"
-            )
+        ok = x.dim() == 5 and x.shape[1] >= self.groups
+        checks.require(ok, "x.shape", tuple(x.shape), f"(B, C, D, H, W) with C >= groups ({self.groups})")
         chunks = torch.tensor_split(x, self.groups, dim=1)
         return torch.cat([shift_depth(c, s) for c, s in zip(chunks, self.shifts, strict=True)], dim=1)
 
@@ -86,7 +83,7 @@ class ShiftConvBlock(nn.Module):
         shift_groups: int = 3,
     ) -> None:
         super().__init__()
-        check_arg(conv_mode in CONV_MODES, "conv_mode", conv_mode, f"one of {CONV_MODES}")
+        checks.one_of("conv_mode", conv_mode, CONV_MODES)
         use_shift = conv_mode == "shift" and in_channels >= shift_groups
         self.shift = DepthShift(shift_groups) if use_shift else nn.Identity()
         kernel, padding = ((3, 3, 3), (1, 1, 1)) if conv_mode == "3d" else ((1, 3, 3), (0, 1, 1))
@@ -168,22 +165,16 @@ class E2ENet(nn.Module):
         shift_groups: int = 3,
     ) -> None:
         super().__init__()
-        check_positive_ints(
+        checks.positive_ints(
             num_classes=num_classes,
             in_channels=in_channels,
             base_channels=base_channels,
             max_channels=max_channels,
         )
-        check_arg(is_positive_int(levels) and levels >= 2, "levels", levels, "an integer >= 2")
-        ok = isinstance(pool, tuple | list) and len(pool) == 3 and all(map(is_positive_int, pool))
-        check_arg(ok, "pool", pool, "3 integers >= 1")
-        check_arg(conv_mode in CONV_MODES, "conv_mode", conv_mode, f"one of {CONV_MODES}")
-        check_arg(
-            is_positive_int(shift_groups) and shift_groups % 2 == 1,
-            "shift_groups",
-            shift_groups,
-            "an odd integer",
-        )
+        checks.integer("levels", levels, low=2)
+        checks.numbers("pool", pool, length=3, low=1, integer=True)
+        checks.one_of("conv_mode", conv_mode, CONV_MODES)
+        checks.require(checks.is_odd_int(shift_groups), "shift_groups", shift_groups, "an odd integer >= 1")
         self.pool = tuple(pool)
         self.levels = levels
         channels = [min(base_channels * 2**i, max_channels) for i in range(levels)]
@@ -206,11 +197,8 @@ class E2ENet(nn.Module):
 
     def _fused_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         factors = [p ** (self.levels - 1) for p in self.pool]
-        if x.dim() != 5 or any(size % f for size, f in zip(x.shape[2:], factors, strict=True)):
-            raise ValueError(
-                f"input shape {tuple(x.shape)} is not allowed; expected (B, C, D, H, W) with D, H, W "
-                f"divisible by {factors}"
-            )
+        ok = x.dim() == 5 and not any(size % f for size, f in zip(x.shape[2:], factors, strict=True))
+        checks.require(ok, "x.shape", tuple(x.shape), f"(B, C, D, H, W) with D, H, W divisible by {factors}")
         features = []
         for level in self.encoder:
             x = level(x)

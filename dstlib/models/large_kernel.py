@@ -25,12 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dstlib.models.cnn import check_arg, check_positive_ints, is_positive_int
-
-
-def is_odd_kernel(value: object) -> bool:
-    """True for an odd int >= 1 (kernels with a centre, so "same" padding is k // 2)."""
-    return is_positive_int(value) and value % 2 == 1
+from dstlib import checks
 
 
 class DepthwiseConvBN(nn.Module):
@@ -62,13 +57,13 @@ class DecomposedLargeKernel(nn.Module):
         self, channels: int, kernel_size: int = 15, small_kernel: int | None = 3, decompose: bool = True
     ) -> None:
         super().__init__()
-        check_positive_ints(channels=channels)
-        check_arg(is_odd_kernel(kernel_size), "kernel_size", kernel_size, "an odd integer >= 1")
+        checks.positive_ints(channels=channels)
+        checks.require(checks.is_odd_int(kernel_size), "kernel_size", kernel_size, "an odd integer >= 1")
         allowed = f"an odd integer <= kernel_size ({kernel_size})" + ("" if decompose else " or None")
         ok = (small_kernel is None and not decompose) or (
-            is_odd_kernel(small_kernel) and small_kernel <= kernel_size
+            checks.is_odd_int(small_kernel) and small_kernel <= kernel_size
         )
-        check_arg(ok, "small_kernel", small_kernel, allowed)
+        checks.require(ok, "small_kernel", small_kernel, allowed)
         m, n = kernel_size, small_kernel
         self.lora1 = DepthwiseConvBN(channels, (m, n)) if decompose else None
         self.lora2 = DepthwiseConvBN(channels, (n, m)) if decompose else None
@@ -134,7 +129,7 @@ class LayerNorm2d(nn.LayerNorm):
 def per_stage(name: str, value: int | tuple[int, ...], stages: int) -> tuple[int, ...]:
     """An int applies to every stage; a tuple must have one entry per stage."""
     values = (value,) * stages if isinstance(value, int) else tuple(value)
-    check_arg(len(values) == stages, name, value, f"an int or {stages} ints (one per stage)")
+    checks.require(len(values) == stages, name, value, f"an int or {stages} ints (one per stage)")
     return values
 
 
@@ -173,14 +168,11 @@ class SLaKNet(nn.Module):
         layer_scale_init: float = 1e-6,
     ) -> None:
         super().__init__()
-        check_positive_ints(num_classes=num_classes, in_channels=in_channels, stem_stride=stem_stride)
-        ok = len(depths) > 0 and all(map(is_positive_int, depths))
-        check_arg(ok, "depths", depths, "a non-empty tuple of integers >= 1")
-        check_arg(
-            len(dims) == len(depths) and all(map(is_positive_int, dims)), "dims", dims, "one int per stage"
-        )
-        check_arg(width_factor > 0, "width_factor", width_factor, "a number > 0")
-        check_arg(0.0 <= drop_path < 1.0, "drop_path", drop_path, "a number in [0, 1)")
+        checks.positive_ints(num_classes=num_classes, in_channels=in_channels, stem_stride=stem_stride)
+        checks.numbers("depths", depths, low=1, integer=True)
+        checks.numbers("dims", dims, length=len(depths), low=1, integer=True)
+        checks.number("width_factor", width_factor, low=0, low_open=True)
+        checks.number("drop_path", drop_path, low=0, high=1, high_open=True)
         kernels = per_stage("kernel_size", kernel_size, len(depths))
         widths = [max(1, int(d * width_factor)) for d in dims]
         self.stem = nn.Sequential(

@@ -19,7 +19,8 @@ Parameter names (what a sparse engine selects):
 import torch
 from torch import nn
 
-from dstlib.models.cnn import ConvBNReLU, check_arg, check_positive_ints, check_width, scaled_width
+from dstlib import checks
+from dstlib.models.cnn import ConvBNReLU, scaled_width
 
 
 class BasicBlock(nn.Module):
@@ -64,8 +65,8 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        check_positive_ints(num_classes=num_classes, in_channels=in_channels)
-        check_arg(
+        checks.positive_ints(num_classes=num_classes, in_channels=in_channels)
+        checks.require(
             len(stage_widths) == len(blocks_per_stage) > 0,
             "blocks_per_stage",
             blocks_per_stage,
@@ -97,10 +98,9 @@ def resnet_3stage(depth: int = 20, num_classes: int = 10, in_channels: int = 3, 
 
     ``(B, in_channels, H, W)`` -> ``(B, num_classes)``.
     """
-    check_arg(
-        isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0, "depth", depth, "6n + 2 with n >= 1"
-    )
-    check_width(width)
+    ok = checks.is_number(depth, low=8, integer=True) and (depth - 2) % 6 == 0
+    checks.require(ok, "depth", depth, "an integer 6n + 2 with n >= 1")
+    checks.number("width", width, low=0, low_open=True)
     widths = tuple(scaled_width(base, width) for base in (16, 32, 64))
     return ResNet(widths, ((depth - 2) // 6,) * 3, num_classes, in_channels)
 
@@ -117,8 +117,8 @@ def resnet_4stage(
     at 10 classes); ``width=0.25`` (16/32/64/128 channels) suits a CPU.
     ``(B, in_channels, H, W)`` -> ``(B, num_classes)``.
     """
-    check_arg(depth in RESNET_4STAGE_BLOCKS, "depth", depth, f"one of {sorted(RESNET_4STAGE_BLOCKS)}")
-    check_width(width)
+    checks.one_of("depth", depth, sorted(RESNET_4STAGE_BLOCKS))
+    checks.number("width", width, low=0, low_open=True)
     widths = tuple(scaled_width(base, width) for base in (64, 128, 256, 512))
     return ResNet(widths, RESNET_4STAGE_BLOCKS[depth], num_classes, in_channels)
 
@@ -156,8 +156,9 @@ class WideResNet(nn.Module):
 
     def __init__(self, depth: int = 22, widen: int = 2, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        check_arg(depth >= 10 and (depth - 4) % 6 == 0, "depth", depth, "an integer 6n + 4 with n >= 1")
-        check_positive_ints(widen=widen, num_classes=num_classes, in_channels=in_channels)
+        ok = checks.is_number(depth, low=10, integer=True) and (depth - 4) % 6 == 0
+        checks.require(ok, "depth", depth, "an integer 6n + 4 with n >= 1")
+        checks.positive_ints(widen=widen, num_classes=num_classes, in_channels=in_channels)
         blocks = (depth - 4) // 6
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         channels, stages = 16, []

@@ -5,7 +5,8 @@ Speech Recognition", Interspeech 2024, which trains a ~243M-parameter Conformer 
 positions -> ``num_layers`` encoder layers -> linear CTC head, logits ``(B, ceil(ceil(T/2)/2), num_classes)``.
 Layers are Conformer-lite (Gulati et al. 2020: half feed-forward, self-attention, convolution module,
 half feed-forward, LayerNorm) or pre-norm Transformer (``layer_type="transformer"``).
-``ctc_greedy_decode`` turns the logits into label sequences (best path, repeats collapsed, blanks removed).
+``ctc_greedy_decode`` turns the logits into label sequences (best path, repeats collapsed, blanks removed):
+the one greedy CTC decoder of dstlib (``CharTokenizer.decode`` then maps labels to text).
 
 Parameter names (for a sparse engine, although DDP-ASR prunes data, not weights):
     ``subsample.{0,1}.weight`` (Conv1d); attention ``layers.{l}.attn.in_proj_weight``,
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dstlib.models.cnn import check_arg, check_positive_ints
+from dstlib import checks
 
 LAYER_TYPES = ("conformer", "transformer")
 
@@ -142,7 +143,7 @@ class ASREncoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        check_positive_ints(
+        checks.positive_ints(
             num_classes=num_classes,
             n_mels=n_mels,
             d_model=d_model,
@@ -151,11 +152,11 @@ class ASREncoder(nn.Module):
             ff_mult=ff_mult,
             conv_kernel=conv_kernel,
         )
-        check_arg(d_model % num_heads == 0, "num_heads", num_heads, f"a divisor of d_model ({d_model})")
-        check_arg(d_model % 2 == 0, "d_model", d_model, "an even integer")
-        check_arg(conv_kernel % 2 == 1, "conv_kernel", conv_kernel, "an odd integer")
-        check_arg(layer_type in LAYER_TYPES, "layer_type", layer_type, f"one of {LAYER_TYPES}")
-        check_arg(0.0 <= dropout < 1.0, "dropout", dropout, "a number in [0, 1)")
+        checks.require(d_model % num_heads == 0, "num_heads", num_heads, f"a divisor of d_model ({d_model})")
+        checks.require(d_model % 2 == 0, "d_model", d_model, "an even integer")
+        checks.require(conv_kernel % 2 == 1, "conv_kernel", conv_kernel, "an odd integer")
+        checks.one_of("layer_type", layer_type, LAYER_TYPES)
+        checks.number("dropout", dropout, low=0, high=1, high_open=True)
         self.n_mels = n_mels
         self.subsample = nn.ModuleList(
             nn.Conv1d(channels, d_model, 3, stride=2, padding=1) for channels in (n_mels, d_model)
@@ -179,12 +180,12 @@ class ASREncoder(nn.Module):
         logits of padded frames are meaningless. For ``F.ctc_loss`` use
         ``logits.log_softmax(-1).transpose(0, 1)`` and ``output_lengths(lengths)``.
         """
-        if x.dim() != 3 or x.shape[1] != self.n_mels:
-            raise ValueError(f"input shape {tuple(x.shape)} is not allowed; expected (B, {self.n_mels}, T)")
+        checks.require(x.dim() == 3 and x.shape[1] == self.n_mels, "x.shape", tuple(x.shape),
+                       f"(B, {self.n_mels}, T)")
         if lengths is not None:
             lengths = lengths.to(x.device)
-            if lengths.shape != x.shape[:1] or lengths.min() < 1 or lengths.max() > x.shape[2]:
-                raise ValueError(f"lengths={lengths.tolist()} is not allowed; expected B integers in [1, T]")
+            ok = lengths.shape == x.shape[:1] and lengths.min() >= 1 and lengths.max() <= x.shape[2]
+            checks.require(ok, "lengths", lengths.tolist(), f"B = {x.shape[0]} integers in [1, T = {x.shape[2]}]")
         h = x
         for conv in self.subsample:
             if lengths is not None:
@@ -202,15 +203,23 @@ class ASREncoder(nn.Module):
 def ctc_greedy_decode(
     logits: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0
 ) -> list[list[int]]:
-    """Best-path CTC decoding of ``(B, T, V)`` logits (or log-probabilities) into B label lists.
+    """Best-path CTC decoding of ``(B, T', V)`` logits (or log-probabilities) into B label lists.
 
-    Takes the arg-max label per frame (only the first ``lengths[b]`` frames when given), collapses runs of
-    the same label and drops ``blank``: frames ``[a, a, -, a, b, b]`` -> ``[a, a, b]``.
+    Takes the arg-max label per frame, collapses runs of the same label and drops ``blank``: frames
+    ``[a, a, -, a, b, b]`` -> ``[a, a, b]``. ``lengths`` ``(B,)`` are the valid *output* frames of each
+    sample (``ASREncoder.output_lengths(input_lengths)``, at most ``T'``); only those are decoded. Input
+    lengths of a subsampling encoder exceed ``T'`` and are rejected rather than silently clipped.
     """
-    if logits.dim() != 3:
-        raise ValueError(f"logits shape {tuple(logits.shape)} is not allowed; expected (B, T, V)")
+    checks.require(logits.dim() == 3, "logits.shape", tuple(logits.shape), "(B, T', V)")
     best = logits.argmax(dim=-1).cpu()
-    limits = [best.shape[1]] * best.shape[0] if lengths is None else lengths.tolist()
+    batch, frames = best.shape
+    if lengths is None:
+        limits = [frames] * batch
+    else:
+        limits = lengths.tolist()
+        ok = lengths.shape == (batch,) and all(0 <= limit <= frames for limit in limits)
+        checks.require(ok, "lengths", limits, f"B = {batch} output lengths in [0, T' = {frames}] "
+                       "(the encoder's output_lengths of the input lengths)")
     decoded = []
     for path, limit in zip(best.tolist(), limits, strict=True):
         labels = []

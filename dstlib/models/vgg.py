@@ -13,7 +13,8 @@ Parameter names (what a sparse engine selects):
 import torch
 from torch import nn
 
-from dstlib.models.cnn import ConvBNReLU, check_arg, check_positive_ints, check_width, scaled_width
+from dstlib import checks
+from dstlib.models.cnn import ConvBNReLU, scaled_width
 
 # Output channels of each conv, grouped by resolution; a 2x2 max-pool follows every group but the last.
 VGG_STAGES = {
@@ -41,9 +42,9 @@ class VGG(nn.Module):
         self, depth: int = 16, num_classes: int = 10, in_channels: int = 3, width: float = 1.0
     ) -> None:
         super().__init__()
-        check_arg(depth in VGG_STAGES, "depth", depth, f"one of {sorted(VGG_STAGES)}")
-        check_positive_ints(num_classes=num_classes, in_channels=in_channels)
-        check_width(width)
+        checks.one_of("depth", depth, sorted(VGG_STAGES))
+        checks.positive_ints(num_classes=num_classes, in_channels=in_channels)
+        checks.number("width", width, low=0, low_open=True)
         layers = []
         stage_ends = []
         channels = in_channels
