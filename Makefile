@@ -20,10 +20,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $@
 
+# The tests write their run records to a temporary folder (DSTLIB_RESULTS), never to the user's results/.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(TEST_ENV) $(BIN)/pytest -n 2 --dist loadgroup tests
-	$(BIN)/pytest --nbmake --nbmake-timeout=600 book
+	records=$$(mktemp -d) && export DSTLIB_RESULTS=$$records && \
+	$(TEST_ENV) $(BIN)/pytest -n 2 --dist loadgroup tests && \
+	$(BIN)/pytest --nbmake --nbmake-timeout=600 book; \
+	status=$$?; rm -rf $$records; exit $$status
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going

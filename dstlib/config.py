@@ -218,14 +218,15 @@ def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:
     Called in a chapter's first code cell, right after the ``parameters`` cell (and the cell papermill
     injects). Any other plain variable defined by then is a parameter that is not a knob (``-p density
     0.1`` for ``densities``) and raises a ``ValueError`` naming it, instead of silently running minutes
-    of the defaults. Modules, private names and IPython's own names are ignored.
+    of the defaults. Modules, functions and classes (imports), private names and IPython's own names
+    are ignored.
     """
     import types
 
     knobs = spec.all_knobs()
     stray = sorted(name for name, value in namespace.items()
                    if not name.startswith("_") and name not in knobs and name != "profile"
-                   and name not in IPYTHON_NAMES and not isinstance(value, types.ModuleType))
+                   and name not in IPYTHON_NAMES and not isinstance(value, types.ModuleType) and not callable(value))
     if stray:
         shown = ", ".join(f"{k}={namespace[k]!r}" for k in stray)
         raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "

@@ -10,24 +10,50 @@ from pathlib import Path
 import papermill
 import pytest
 
+from dstlib import experiments
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# Non-default parameters per chapter for the papermill rerun (smoke profile, seed 7 everywhere).
+RERUN = {
+    "dst_from_scratch": {"methods": ["dense", "set"], "densities": [0.3], "epochs": 1, "distribution": "uniform"},
+    "corruption_robustness": {"methods": ["dense", "set"], "sparsities": [0.7], "epochs": 1},
+}
+
+
+def test_every_registered_chapter_has_its_notebook_and_a_rerun_case():
+    assert sorted(RERUN) == sorted(experiments.names())
+    for name in experiments.names():
+        assert (ROOT / experiments.spec(name).notebook).exists()
 
 
 @pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.xdist_group("kernels")
-def test_chapter1_papermill_rerun_with_other_parameters(tmp_path):
-    notebook = ROOT / "book" / "01_dst_from_scratch.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(notebook.parent),
-        progress_bar=False,
-        parameters={"profile": "smoke", "methods": ["dense", "set"], "densities": [0.3], "seeds": [7],
-                    "epochs": 1, "distribution": "uniform", "out_dir": str(tmp_path / "results")})
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "dst_from_scratch").glob("*.json")]
-    assert sorted((r["params"]["method"], r["params"]["density"], r["params"]["seed"]) for r in records) == [
-        ("dense", 1.0, 7), ("set", 0.3, 7)]
+@pytest.mark.parametrize("chapter", experiments.names())
+def test_every_chapter_reruns_with_papermill_under_other_parameters(chapter, tmp_path):
+    notebook = ROOT / experiments.spec(chapter).notebook
+    parameters = {"profile": "smoke", "seeds": [7], "out_dir": str(tmp_path / "results"), **RERUN[chapter]}
+    papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               cwd=str(notebook.parent), progress_bar=False, parameters=parameters)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / chapter).glob("*.json")]
+    assert sorted((r["params"]["method"], r["params"]["seed"]) for r in records) == [("dense", 7), ("set", 7)]
     for record in records:
-        assert record["config"]["distribution"] == "uniform" and record["config"]["epochs"] == 1
         assert record["profile"] == "smoke"
+        assert all(record["config"][key] == value for key, value in RERUN[chapter].items())
     sparse_run = next(r for r in records if r["params"]["method"] == "set")
-    assert sparse_run["metrics"]["realised_density"] == pytest.approx(0.3, abs=0.01)
+    assert sparse_run["params"]["density"] == pytest.approx(0.3)
+
+
+@pytest.mark.notebook
+@pytest.mark.xdist_group("kernels")
+def test_a_papermill_parameter_that_is_not_a_knob_fails_the_first_code_cell(tmp_path):
+    notebook = ROOT / "book" / "01_dst_from_scratch.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match=r"density=0.1: unknown parameter"):
+        papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   cwd=str(notebook.parent), progress_bar=False,
+                                   parameters={"profile": "smoke", "density": 0.1, "out_dir": str(tmp_path)})
+    executed = json.loads((tmp_path / "out.ipynb").read_text())
+    ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    assert len(ran) <= 3  # parameters, injected parameters, the first code cell: nothing trained

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
+from dstlib import checks
+
 DISTRIBUTIONS = ("uniform", "er", "erk")
 """Names accepted by :func:`layer_densities` (a ``{name: density}`` mapping is accepted too)."""
 
@@ -27,11 +29,7 @@ def check_density(name: str, value: float, *, allow_zero: bool = False) -> float
     Raises:
         ValueError: naming ``name``, the value and the allowed range.
     """
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or not ((value >= 0 if allow_zero else value > 0) and value <= 1):
-        allowed = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{name}={value!r}: a density must be a number in {allowed}")
-    return float(value)
+    return float(checks.number(name, value, low=0, high=1, low_open=not allow_zero))
 
 
 def check_distribution(distribution: Distribution, names: Sequence[str] | None = None) -> None:
@@ -45,13 +43,11 @@ def check_distribution(distribution: Distribution, names: Sequence[str] | None =
             check_density(f"distribution[{layer!r}]", value)
         if names is not None and set(distribution) != set(names):
             missing, extra = sorted(set(names) - set(distribution)), sorted(set(distribution) - set(names))
-            raise ValueError(
-                f"distribution: a custom map needs exactly the sparse layers; missing {missing}, unknown {extra}"
-            )
-    elif distribution not in DISTRIBUTIONS:
-        raise ValueError(
-            f"distribution={distribution!r}: allowed are {', '.join(DISTRIBUTIONS)} or a {{name: density}} map"
-        )
+            raise checks.invalid("distribution keys", sorted(distribution),
+                                 f"exactly the sparse layers; missing {missing}, unknown {extra}")
+    else:
+        checks.require(distribution in DISTRIBUTIONS, "distribution", distribution,
+                       f"one of {', '.join(map(repr, DISTRIBUTIONS))} or a {{name: density}} map")
 
 
 def _raw_score(shape: Sequence[int], distribution: str, power_scale: float) -> float:
@@ -79,8 +75,8 @@ def layer_densities(
     """
     check_distribution(distribution, list(shapes))
     if isinstance(distribution, Mapping):
-        if density is not None:
-            raise ValueError(f"density={density!r}: give either a density or a custom distribution map")
+        checks.require(density is None, "density", density,
+                       "None with a custom map: give either a density or a custom distribution map")
         return {name: float(distribution[name]) for name in shapes}
     density = check_density("density", density)
     if distribution == "uniform":

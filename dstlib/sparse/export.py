@@ -17,6 +17,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from dstlib import checks
+
 
 class CSRLinear(nn.Module):
     """``y = x W^T + b`` with ``W`` (out, in) in CSR form: ``(*, in_features) -> (*, out_features)``."""
@@ -66,8 +68,7 @@ def to_sparse_csr(model: nn.Module, max_density: float = 0.5) -> nn.Module:
     (above about one half a CSR matrix is larger than the dense one). Pass the trained model with its masks
     applied (pruned weights exactly zero, as after ``engine.step()``). ``model`` itself is not changed.
     """
-    if isinstance(max_density, bool) or not isinstance(max_density, int | float) or not 0 < max_density <= 1:
-        raise ValueError(f"max_density={max_density!r} must be a number in (0, 1]")
+    checks.number("max_density", max_density, low=0, high=1, low_open=True)
     exported = copy.deepcopy(model)
     replacements = {
         name: _csr_module(module)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from dstlib import checks
 from dstlib.sparse.criteria import random_scores
 
 GRANULARITIES = ("element", "kernel", "region")
@@ -109,20 +110,14 @@ class RegionGroups(Element):
     FILLS = ("random", "first_taps")
 
     def __init__(self, groups: int = 3, fill: str = "random") -> None:
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups={groups!r}: must be a positive integer")
-        if fill not in self.FILLS:
-            raise ValueError(f"fill={fill!r}: allowed are {', '.join(self.FILLS)}")
-        self.n_groups = groups
-        self.fill = fill
+        self.n_groups = checks.integer("groups", groups, low=1)
+        self.fill = checks.one_of("fill", fill, self.FILLS)
 
     def check(self, name: str, shape: Sequence[int]) -> None:
-        if len(shape) < 3 or shape[-1] < self.n_groups or shape[0] < self.n_groups:
-            raise ValueError(
-                f"granularity=RegionGroups(groups={self.n_groups}) needs weights (out, in, *kernel) with out "
-                f"and the last kernel axis >= {self.n_groups}; {name!r} has shape {tuple(shape)} "
-                "(exclude it, e.g. include=[torch.nn.Conv1d])"
-            )
+        ok = len(shape) >= 3 and shape[-1] >= self.n_groups and shape[0] >= self.n_groups
+        checks.require(ok, "granularity", self, f"only on weights (out, in, *kernel) with out and the last kernel "
+                       f"axis >= {self.n_groups}; {name!r} has shape {tuple(shape)} (exclude it, e.g. "
+                       "include=[torch.nn.Conv1d])")
 
     def groups(self, shape: Sequence[int]) -> list[slice]:
         bounds = [len(chunk) for chunk in torch.arange(shape[0]).tensor_split(self.n_groups)]
@@ -167,6 +162,6 @@ def make_granularity(spec: str | Element) -> Element:
     if isinstance(spec, Element):
         return spec
     factories = {"element": Element, "kernel": Kernel, "region": RegionGroups}
-    if spec not in factories:
-        raise ValueError(f"granularity={spec!r}: allowed are {', '.join(GRANULARITIES)} or a granularity object")
+    checks.require(spec in factories, "granularity", spec,
+                   f"one of {', '.join(map(repr, GRANULARITIES))} or a granularity object")
     return factories[spec]()

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dstlib import checks
 from dstlib.sparse.distributions import Distribution
 from dstlib.sparse.engine import SparseEngine
 
@@ -34,11 +35,8 @@ class _Preset(SparseEngine):
         **options: Any,
     ) -> None:
         for key, value in self.fixed.items():
-            if key in options:
-                raise ValueError(
-                    f"{key}={options[key]!r}: {type(self).__name__} fixes {key}={value!r}; "
-                    "use dstlib.sparse.SparseEngine for other combinations"
-                )
+            checks.require(key not in options, key, options.get(key), f"only {value!r}, which {type(self).__name__} "
+                           "fixes; use dstlib.sparse.SparseEngine for other combinations")
         super().__init__(
             model,
             optimizer,
@@ -197,6 +195,5 @@ def create(method: str, model: nn.Module, optimizer: torch.optim.Optimizer, **op
         ValueError: an unknown ``method`` (allowed: the keys of :data:`METHODS`, any case).
     """
     key = method.lower() if isinstance(method, str) else method
-    if key not in METHODS:
-        raise ValueError(f"method={method!r}: allowed are {', '.join(METHODS)}")
+    checks.require(key in METHODS, "method", method, f"one of {', '.join(map(repr, METHODS))} (any case)")
     return METHODS[key](model, optimizer, **options)

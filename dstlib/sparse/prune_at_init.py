@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from dstlib import checks
+from dstlib.sparse.distributions import check_density
 from dstlib.sparse.selection import sparse_parameters, unwrap
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -49,7 +51,7 @@ def snip(
     training step).
     """
     model, selected = _resolve_params(model, params)
-    _check_density(density)
+    check_density("density", density)
     return _global_topk(_snip_scores(model, loss_fn, batch, selected), density)
 
 
@@ -68,7 +70,7 @@ def snip_ratios(
     without replacement (``torch.randperm``) from ``generator`` (the global RNG when ``None``).
     """
     model, selected = _resolve_params(model, params)
-    _check_density(density)
+    check_density("density", density)
     counts = {name: int(mask.sum()) for name, mask in snip(model, loss_fn, batch, density, selected).items()}
     return {name: _random_mask(p, counts[name], generator) for name, p in selected.items()}
 
@@ -94,9 +96,8 @@ def grasp(
     logits; pass 1.0 for the plain loss). Training mode, as in :func:`snip`.
     """
     model, selected = _resolve_params(model, params)
-    _check_density(density)
-    if not temperature > 0:
-        raise ValueError(f"temperature={temperature!r} must be > 0")
+    check_density("density", density)
+    checks.number("temperature", temperature, low=0, low_open=True)
     inputs, targets = _split_batch(batch)
     weights = _leaf_copies(selected)
     leaves = list(weights.values())
@@ -130,11 +131,10 @@ def synflow(
     ``example_input``: a tensor ``(N, ...)`` with a batch dimension first.
     """
     model, selected = _resolve_params(model, params)
-    _check_density(density)
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
-        raise ValueError(f"iterations={iterations!r} must be an integer >= 1")
-    if not isinstance(example_input, Tensor) or example_input.dim() < 1:
-        raise ValueError(f"example_input must be a tensor with a batch dimension, got {type(example_input)}")
+    check_density("density", density)
+    checks.integer("iterations", iterations, low=1)
+    ok = isinstance(example_input, Tensor) and example_input.dim() >= 1
+    checks.require(ok, "example_input", type(example_input), "a tensor with a batch dimension")
     absolute = {
         name: t.detach().abs().double()
         for name, t in [*model.named_parameters(), *model.named_buffers()]
@@ -168,9 +168,8 @@ def magnitude_prune(
     ``round(density * n_l)`` in every layer.
     """
     model, selected = _resolve_params(model, params)
-    _check_density(density)
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope={scope!r} must be 'global' or 'layer'")
+    check_density("density", density)
+    checks.one_of("scope", scope, ("global", "layer"))
     scores = {name: p.detach().abs() for name, p in selected.items()}
     if scope == "global":
         return _global_topk(scores, density)
@@ -200,8 +199,8 @@ def lottery_ticket(
     """
     masks = magnitude_prune(trained_model, density, scope, params)
     missing = sorted(set(masks) - set(init_state_dict))
-    if missing:
-        raise ValueError(f"init_state_dict lacks the pruned parameters {missing}")
+    checks.require(not missing, "set(masks) - set(init_state_dict)", missing,
+                   "[] (init_state_dict must hold every pruned parameter)")
     rewound = {key: value.detach().clone() for key, value in init_state_dict.items()}
     for name, mask in masks.items():
         rewound[name].mul_(mask.to(rewound[name].device))
@@ -271,19 +270,13 @@ def _resolve_params(
         return model, sparse_parameters(model)
     named = dict(model.named_parameters())
     for name, p in params.items():
-        if named.get(name) is not p:
-            raise ValueError(f"params[{name!r}] is not the model's parameter {name!r}")
-    if not params:
-        raise ValueError("params is empty: nothing to prune")
+        checks.require(named.get(name) is p, "params", sorted(params),
+                       f"the model's own parameters by name; params[{name!r}] is not the model's {name!r}")
+    checks.require(len(params) > 0, "params", params, "a non-empty {name: parameter} map (or None)")
     return model, dict(params)
 
 
-def _check_density(density: float) -> None:
-    if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
-        raise ValueError(f"density={density!r} must be a number in (0, 1]")
-
-
 def _split_batch(batch: tuple) -> tuple[Tensor | tuple, Tensor]:
-    if not isinstance(batch, tuple | list) or len(batch) != 2:
-        raise ValueError(f"batch must be a pair (inputs, targets), got {type(batch).__name__}")
+    checks.require(isinstance(batch, tuple | list) and len(batch) == 2, "batch", type(batch),
+                   "a pair (inputs, targets)")
     return batch[0], batch[1]

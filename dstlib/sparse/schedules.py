@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dstlib import checks
+
 DROP_SCHEDULES = ("constant", "cosine", "linear")
 """Shapes accepted by :class:`DropFraction`."""
 
@@ -29,18 +31,17 @@ class DropFraction:
     minimum: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.initial <= 1:
-            raise ValueError(f"drop_fraction={self.initial!r}: must be in [0, 1]")
-        if not 0 <= self.minimum <= self.initial:
-            raise ValueError(f"drop_fraction_min={self.minimum!r}: must be in [0, drop_fraction={self.initial}]")
-        if self.kind not in DROP_SCHEDULES:
-            raise ValueError(f"drop_schedule={self.kind!r}: allowed are {', '.join(DROP_SCHEDULES)}")
-        if self.begin < 0:
-            raise ValueError(f"update_begin={self.begin!r}: must be >= 0")
-        if self.end is None and self.kind != "constant":
-            raise ValueError(f"drop_schedule={self.kind!r} needs update_end (or total_steps)")
-        if self.end is not None and self.end <= self.begin:
-            raise ValueError(f"update_end={self.end!r}: must be greater than update_begin={self.begin}")
+        checks.number("drop_fraction", self.initial, low=0, high=1)
+        checks.require(checks.is_number(self.minimum, low=0, high=self.initial), "drop_fraction_min", self.minimum,
+                       f"a number in [0, drop_fraction={self.initial}]")
+        checks.one_of("drop_schedule", self.kind, DROP_SCHEDULES)
+        checks.integer("update_begin", self.begin, low=0)
+        if self.end is None:
+            checks.require(self.kind == "constant", "update_end", self.end,
+                           f"a step (or total_steps) with drop_schedule={self.kind!r}; None only with 'constant'")
+        else:
+            checks.require(checks.is_number(self.end, low=self.begin, low_open=True, integer=True), "update_end",
+                           self.end, f"an integer > update_begin={self.begin}")
 
     def active(self, t: int) -> bool:
         """Whether step ``t`` lies in the update window ``[begin, end)``."""
@@ -62,7 +63,6 @@ def cubic_density(t: int, initial: float, final: float, begin: int, end: int) ->
     ``d(t) = final + (initial - final) * (1 - (t - begin) / (end - begin)) ** 3`` for ``begin <= t <= end``,
     ``initial`` before ``begin`` and ``final`` after ``end``.
     """
-    if end <= begin:
-        raise ValueError(f"prune_end={end!r}: must be greater than prune_begin={begin!r}")
+    checks.require(end > begin, "prune_end", end, f"a step > prune_begin={begin!r}")
     progress = min(max((t - begin) / (end - begin), 0.0), 1.0)
     return final + (initial - final) * (1 - progress) ** 3

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from dstlib import checks
+
 DEFAULT_SPARSE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
     nn.Conv1d,
@@ -44,16 +46,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 def _check_patterns(name: str, patterns: Sequence[Pattern] | None) -> None:
     if patterns is None:
         return
-    if isinstance(patterns, str | type):
-        raise ValueError(f"{name}={patterns!r}: expected a list of patterns, e.g. [{patterns!r}]")
-    for pattern in patterns:
+    checks.require(not isinstance(patterns, str | type), name, patterns, f"a list of patterns, e.g. [{patterns!r}]")
+    for index, pattern in enumerate(patterns):
         if isinstance(pattern, str):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise ValueError(f"{name}: {pattern!r} is not a valid regular expression ({error})") from None
-        elif not (isinstance(pattern, type) and issubclass(pattern, nn.Module)):
-            raise ValueError(f"{name}: {pattern!r} is neither a regular expression (str) nor an nn.Module subclass")
+                raise checks.invalid(f"{name}[{index}]", pattern, f"a valid regular expression ({error})") from None
+        else:
+            checks.require(isinstance(pattern, type) and issubclass(pattern, nn.Module), f"{name}[{index}]", pattern,
+                           "a regular expression (str) or an nn.Module subclass")
 
 
 def _matches(name: str, module: nn.Module, patterns: Sequence[Pattern]) -> bool:

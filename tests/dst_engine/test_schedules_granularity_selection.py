@@ -21,7 +21,7 @@ def test_drop_fraction_shapes_and_window() -> None:
     assert linear(25) == pytest.approx(0.3)
     constant = DropFraction(0.3, "constant")
     assert constant(10**9) == 0.3 and constant.active(10**9)
-    with pytest.raises(ValueError, match="needs update_end"):
+    with pytest.raises(ValueError, match="update_end=None: allowed a step"):
         DropFraction(0.3, "cosine")
 
 
@@ -51,7 +51,7 @@ def test_region_groups_follow_dsn() -> None:
     assert allowed[..., :26].all() and not allowed[..., 26:].any()
     assert region.capacity((3, 2, 39), 0) == 3 * 2 * 13
     assert region.groups((10, 2, 7)) == [slice(0, 4), slice(4, 7), slice(7, 10)]
-    with pytest.raises(ValueError, match="needs weights"):
+    with pytest.raises(ValueError, match="allowed only on weights"):
         region.check("fc.weight", (5, 8))
 
 
