@@ -327,6 +327,20 @@ def _format_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.2g}"
 
 
+def _interval_text(effect: Effect, digits: int) -> str:
+    if not np.isfinite(effect.low):
+        return "no interval"
+    return f"{effect.level:.0%} CI {effect.low:+.{digits}f} to {effect.high:+.{digits}f}"
+
+
+def describe(name: str, effect: Effect, units: str = "") -> str:
+    """An exploratory effect in words, ``"name: +0.42 points (95% CI -0.31 to +1.15)"``: for numbers a
+    chapter reports beside its claims, outside the corrected family, so with no verdict attached."""
+    digits = _decimals(effect.se, abs(effect.estimate))
+    unit = f" {units}" if units else ""
+    return f"{name}: {effect.estimate:+.{digits}f}{unit} ({_interval_text(effect, digits)})"
+
+
 def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float, corrected_high: float,
               corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str) -> str:
     """The verdict of one claim in one English sentence with its numbers (see :func:`judge`)."""
@@ -336,8 +350,7 @@ def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float
     def signed(x: float) -> str:
         return f"{x:+.{digits}f}"
 
-    interval = (f"{effect.level:.0%} CI {signed(effect.low)} to {signed(effect.high)}"
-                if np.isfinite(effect.low) else "no interval")
+    interval = _interval_text(effect, digits)
     head = (f"{name}: {signed(effect.estimate)}{unit} ({interval}; Holm-adjusted p {_format_p(adjusted_p)}), "
             f"against {signed(paper_effect)} in the paper")
     corrected = f"{100 * corrected_level:.3g}% family-wise interval {signed(corrected_low)} to {signed(corrected_high)}"

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dstlib import results, sparse
+from dstlib import results, sparse, stats
 from dstlib.atomic import torch_save
 from dstlib.config import Config, Knob
 from dstlib.train import EngineFactory, distributed_context, pick_device
@@ -223,3 +223,22 @@ class ChapterResult:
     @property
     def frame(self) -> pd.DataFrame:
         return results.to_frame(self.records)
+
+
+def by_seed(frame: pd.DataFrame, metric: str, scale: float = 100.0, **where: Any) -> pd.Series:
+    """``metric`` (times ``scale``, e.g. accuracy in points) of the runs matching ``where``, indexed by seed."""
+    rows = frame
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    return (rows.set_index("seed")[metric] * scale).sort_index()
+
+
+def paired_claim(frame: pd.DataFrame, metric: str, better: Mapping[str, Any], worse: Mapping[str, Any], *,
+                 name: str, paper_effect: float, units: str = "points", scale: float = 100.0) -> stats.Claim | None:
+    """The claim "runs ``better`` beat runs ``worse`` on ``metric``", paired by seed (runs of one seed share
+    the initial weights and the data order), over the seeds both have; ``None`` when they share none."""
+    a, b = by_seed(frame, metric, scale, **better), by_seed(frame, metric, scale, **worse)
+    seeds = a.index.intersection(b.index)
+    if len(seeds) == 0:
+        return None
+    return stats.Claim(name, a[seeds].to_numpy(), b[seeds].to_numpy(), paper_effect, paired=True, units=units)

@@ -39,7 +39,6 @@ gradual-pruning part (GraNet, GMP) from ``prune_begin`` on until the final densi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from dstlib import checks
 from dstlib.sparse import criteria, distributed
 from dstlib.sparse.distributions import (
     Distribution,
@@ -68,19 +68,6 @@ MASK_SUFFIX = "_mask"
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}")
-    return value
-
-
-def _check_real(name: str, value: object, low: float, high: float, *, high_open: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
-    if not ok or (high_open and value == high):
-        raise ValueError(f"{name}={value!r}: must be a number in [{low}, {high}{')' if high_open else ']'}")
-    return float(value)
 
 
 @dataclass
@@ -199,79 +186,70 @@ class SparseEngine:
         seed: int = 0,
     ) -> None:
         # ---- validate everything before touching the model ----
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model={type(model).__name__}: must be a torch.nn.Module")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(f"optimizer={type(optimizer).__name__}: must be a torch.optim.Optimizer")
+        checks.require(isinstance(model, nn.Module), "model", type(model), "a torch.nn.Module")
+        checks.require(isinstance(optimizer, torch.optim.Optimizer), "optimizer", type(optimizer),
+                       "a torch.optim.Optimizer")
         if masks is not None:
             if density is not None:
                 check_density("density", density)
-            if include is not None or exclude is not None or dense_first or dense_last:
-                raise ValueError(
-                    "masks: the keys of fixed masks select the sparse parameters; drop include/"
-                    "exclude/dense_first/dense_last"
-                )
+            for name, value in (("include", include), ("exclude", exclude)):
+                checks.require(value is None, name, value, "None with fixed masks (their keys select the sparse "
+                               "parameters)")
+            for name, value in (("dense_first", dense_first), ("dense_last", dense_last)):
+                checks.require(not value, name, value, "False with fixed masks (their keys select the sparse "
+                               "parameters)")
         elif density is None:
-            if not isinstance(distribution, Mapping):
-                raise ValueError("density=None: a density in (0, 1] is required (or a {name: density} map)")
+            checks.require(isinstance(distribution, Mapping), "density", density,
+                           "a density in (0, 1] (None only with a {name: density} distribution map)")
         else:
             check_density("density", density)
         check_distribution(distribution)
-        _check_real("power_scale", power_scale, 0.0, math.inf)
-        if prune not in (*PRUNE_RULES, None):
-            raise ValueError(f"prune={prune!r}: allowed are {', '.join(PRUNE_RULES)} or None")
-        if grow not in (*GROW_RULES, None):
-            raise ValueError(f"grow={grow!r}: allowed are {', '.join(GROW_RULES)} or None")
-        if (prune is None) != (grow is None):
-            raise ValueError(f"prune={prune!r}, grow={grow!r}: prune-and-regrow needs both rules (or neither)")
+        checks.number("power_scale", power_scale, low=0)
+        checks.one_of("prune", prune, (*PRUNE_RULES, None))
+        checks.one_of("grow", grow, (*GROW_RULES, None))
+        checks.require((prune is None) == (grow is None), "grow", grow,
+                       f"{'None' if prune is None else 'a rule'} with prune={prune!r}: prune-and-regrow needs both "
+                       "rules (or neither)")
         self.granularity = make_granularity(granularity)
         if update_every_epochs is not None or steps_per_epoch is not None:
-            if update_every is not None:
-                raise ValueError("update_every: give either update_every or update_every_epochs/steps_per_epoch")
-            _check_real("update_every_epochs", update_every_epochs, 1e-12, math.inf)
-            _check_int("steps_per_epoch", steps_per_epoch, 1)
+            checks.require(update_every is None, "update_every", update_every,
+                           "None with update_every_epochs/steps_per_epoch (give one or the other)")
+            checks.number("update_every_epochs", update_every_epochs, low=0, low_open=True)
+            checks.integer("steps_per_epoch", steps_per_epoch, low=1)
             update_every = max(1, round(update_every_epochs * steps_per_epoch))
-        self.update_every = _check_int("update_every", 100 if update_every is None else update_every, 1)
+        self.update_every = checks.integer("update_every", 100 if update_every is None else update_every, low=1)
         gradual = init_density is not None
-        dynamic = prune is not None or gradual
-        if dynamic:
-            _check_int("total_steps", total_steps, 1)
-        elif total_steps is not None:
-            _check_int("total_steps", total_steps, 1)
+        if prune is not None or gradual or total_steps is not None:
+            checks.integer("total_steps", total_steps, low=1)
         self.total_steps = total_steps
         self.drop_fraction = None
         if prune is not None:
-            end = int(0.75 * total_steps) if update_end is None else _check_int("update_end", update_end, 1)
-            _check_int("update_begin", update_begin, 0)
-            _check_real("drop_fraction", drop_fraction, 0.0, 1.0)
+            end = int(0.75 * total_steps) if update_end is None else update_end
             self.drop_fraction = DropFraction(drop_fraction, drop_schedule, update_begin, end, drop_fraction_min)
-        self.grow_init = _check_real("grow_init", grow_init, -math.inf, math.inf)
-        if not math.isfinite(self.grow_init):
-            raise ValueError(f"grow_init={grow_init!r}: must be finite")
+        self.grow_init = float(checks.number("grow_init", grow_init))
         if grad_steps is None:
             grad_steps = 20 if grow == "momentum" else 1
-        self.grad_steps = _check_int("grad_steps", grad_steps, 1)
-        self.momentum = _check_real("momentum", momentum, 0.0, 1.0, high_open=True)
-        self.grad_coefficient = _check_real("grad_coefficient", grad_coefficient, 0.0, math.inf)
-        self.memory_bound = _check_real("memory_bound", memory_bound, 0.0, math.inf)
-        if self.memory_bound > 0 and prune != "mest":
-            raise ValueError(f"memory_bound={memory_bound!r}: the soft memory bound needs prune='mest'")
+        self.grad_steps = checks.integer("grad_steps", grad_steps, low=1)
+        self.momentum = float(checks.number("momentum", momentum, low=0, high=1, high_open=True))
+        self.grad_coefficient = float(checks.number("grad_coefficient", grad_coefficient, low=0))
+        self.memory_bound = float(checks.number("memory_bound", memory_bound, low=0))
+        checks.require(self.memory_bound == 0 or prune == "mest", "memory_bound", memory_bound,
+                       "0 unless prune='mest' (the soft memory bound is MEST's)")
         self.final_density = density
         self.init_density = None
         if gradual:
-            if density is None:
-                raise ValueError("density=None: gradual pruning (init_density) needs a final density")
+            checks.require(density is not None, "density", density,
+                           "a final density in (0, 1] with gradual pruning (init_density)")
             self.init_density = check_density("init_density", init_density)
-            if self.init_density < density:
-                raise ValueError(f"init_density={init_density!r}: must be >= density={density!r}")
-            _check_int("prune_begin", prune_begin, 0)
-            self.prune_begin = prune_begin
+            checks.require(self.init_density >= density, "init_density", init_density,
+                           f"a density >= density={density!r}")
+            self.prune_begin = checks.integer("prune_begin", prune_begin, low=0)
             self.prune_end = int(0.75 * total_steps) if prune_end is None else prune_end
-            cubic_density(0, 1.0, 1.0, self.prune_begin, self.prune_end)  # validates begin < end
+            checks.require(checks.is_number(self.prune_end, low=prune_begin, low_open=True, integer=True), "prune_end",
+                           self.prune_end, f"an integer > prune_begin={prune_begin}")
         self.prune, self.grow, self.unfired_first = prune, grow, bool(unfired_first)
-        self._seed = _check_int("seed", seed, 0)
-        if self._seed >= 2**40:
-            raise ValueError(f"seed={seed!r}: must be an integer in [0, 2**40)")
+        self._seed = checks.require(checks.is_number(seed, low=0, high=2**40, high_open=True, integer=True), "seed",
+                                    seed, "an integer in [0, 2**40)")
 
         # ---- which parameters, and whether the optimizer holds them ----
         self.model = unwrap(model)
@@ -321,6 +299,8 @@ class SparseEngine:
         self._unit_sizes = [self.granularity.unit_size(layer.weight.shape) for layer in self._layers]
         self._capacity = sum(cap * self._unit_sizes[i] for (i, _), cap in self._capacities().items())
         self._fired = [mask.clone() for mask in initial]
+        self._initial_densities = {layer.name: float(mask.float().mean()) for layer, mask in zip(self._layers, initial,
+                                                                                                 strict=True)}
         self._optimizer_steps = 0
         self._engine_steps = 0
         self._needs_grad = prune == "mest" or grow in ("gradient", "momentum")
@@ -335,16 +315,13 @@ class SparseEngine:
     # ------------------------------------------------------------------ construction helpers
     def _params_for_masks(self, masks: Mapping[str, Tensor]) -> dict[str, nn.Parameter]:
         named = dict(self.model.named_parameters())
-        if not masks:
-            raise ValueError("masks={}: nothing to sparsify")
+        checks.require(len(masks) > 0, "masks", masks, "a non-empty {name: bool mask} map (nothing to sparsify)")
         params = {}
         for name, mask in masks.items():
-            if name not in named:
-                raise ValueError(f"masks: {name!r} is not a parameter of {type(self.model).__name__}")
-            if tuple(mask.shape) != tuple(named[name].shape):
-                raise ValueError(
-                    f"masks[{name!r}] has shape {tuple(mask.shape)}, the parameter {tuple(named[name].shape)}"
-                )
+            checks.require(name in named, "masks", sorted(masks),
+                           f"keys naming parameters of {type(self.model).__name__}; {name!r} is not one")
+            checks.require(tuple(mask.shape) == tuple(named[name].shape), f"masks[{name!r}].shape",
+                           tuple(mask.shape), f"the parameter's shape {tuple(named[name].shape)}")
             params[name] = named[name]
         return params
 
@@ -352,11 +329,9 @@ class SparseEngine:
         if density is None:
             return
         nnz, total = sum(int(m.sum().item()) for m in masks), sum(m.numel() for m in masks)
-        if abs(nnz - density * total) > len(masks):
-            raise ValueError(
-                f"density={density!r} does not match the given masks (their density is {nnz / total:.6f}); "
-                "pass density=None or masks at that density"
-            )
+        checks.require(abs(nnz - density * total) <= len(masks), "density", density,
+                       f"None or the density of the given masks ({nnz / total:.6f}), which it must match to within "
+                       "one weight per layer")
 
     def _unit_shape(self, weight: Tensor) -> tuple[int, ...]:
         return tuple(self.granularity.to_units(torch.empty(weight.shape, device="meta")).shape)
@@ -645,6 +620,26 @@ class SparseEngine:
         """Current fraction of active weights over all sparse layers."""
         nnz = sum(int(layer.mask.count_nonzero().item()) for layer in self._layers)
         return nnz / sum(layer.weight.numel() for layer in self._layers)
+
+    @property
+    def initial_densities(self) -> dict[str, float]:
+        """``{parameter name: density}`` of the masks the engine started from (a copy)."""
+        return dict(self._initial_densities)
+
+    def scheduled_density(self, t: int) -> float:
+        """Global density the schedule gives the sparse layers after ``t`` optimizer steps (so during step
+        ``t + 1``).
+
+        Gradual pruning (GraNet, GMP): :func:`~dstlib.sparse.schedules.cubic_density` at the last update
+        ``u = t - t % update_every``, i.e. ``init_density`` before the first update at or after ``prune_begin``
+        and the final ``density`` from ``prune_end`` on; the masks reach it up to rounding (the count is
+        ``round(d * capacity)``). Without gradual pruning the density never changes: :attr:`density`.
+        """
+        checks.integer("t", t, low=0)
+        if self.init_density is None:
+            return self.density
+        last_update = t - t % self.update_every
+        return cubic_density(last_update, self.init_density, self.final_density, self.prune_begin, self.prune_end)
 
     @property
     def itop_rate(self) -> float:

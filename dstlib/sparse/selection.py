@@ -116,9 +116,7 @@ def sparse_parameters(
     for drop, index in ((dense_first, 0), (dense_last, -1)):
         if drop and names:
             selected.pop(names[index], None)
-    if not selected:
-        raise ValueError(
-            f"nothing to sparsify in {type(model).__name__}: no parameter with ndim >= 2 matches "
-            f"include={include!r}, exclude={exclude!r}, dense_first={dense_first}, dense_last={dense_last}"
-        )
+    checks.require(len(selected) > 0, "include", include,
+                   f"patterns that select a parameter with ndim >= 2 of {type(model).__name__} (with "
+                   f"exclude={exclude!r}, dense_first={dense_first}, dense_last={dense_last}): nothing to sparsify")
     return selected
