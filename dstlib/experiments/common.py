@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -233,12 +234,18 @@ def by_seed(frame: pd.DataFrame, metric: str, scale: float = 100.0, **where: Any
     return (rows.set_index("seed")[metric] * scale).sort_index()
 
 
+def paired_values(frame: pd.DataFrame, metric: str, first: Mapping[str, Any], second: Mapping[str, Any],
+                  scale: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """``metric`` of the runs ``first`` and of the runs ``second``, aligned by seed over the seeds both have
+    (runs of one seed share the initial weights and the data order, so they pair)."""
+    a, b = by_seed(frame, metric, scale, **first), by_seed(frame, metric, scale, **second)
+    seeds = a.index.intersection(b.index)
+    return a[seeds].to_numpy(), b[seeds].to_numpy()
+
+
 def paired_claim(frame: pd.DataFrame, metric: str, better: Mapping[str, Any], worse: Mapping[str, Any], *,
                  name: str, paper_effect: float, units: str = "points", scale: float = 100.0) -> stats.Claim | None:
-    """The claim "runs ``better`` beat runs ``worse`` on ``metric``", paired by seed (runs of one seed share
-    the initial weights and the data order), over the seeds both have; ``None`` when they share none."""
-    a, b = by_seed(frame, metric, scale, **better), by_seed(frame, metric, scale, **worse)
-    seeds = a.index.intersection(b.index)
-    if len(seeds) == 0:
-        return None
-    return stats.Claim(name, a[seeds].to_numpy(), b[seeds].to_numpy(), paper_effect, paired=True, units=units)
+    """The claim "runs ``better`` beat runs ``worse`` on ``metric``", paired by seed; ``None`` when they
+    share no seed."""
+    a, b = paired_values(frame, metric, better, worse, scale)
+    return stats.Claim(name, a, b, paper_effect, paired=True, units=units) if len(a) else None

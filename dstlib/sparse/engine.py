@@ -261,19 +261,14 @@ class SparseEngine:
             )
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         missing = [name for name, p in params.items() if id(p) not in held]
-        if missing:
-            raise ValueError(
-                f"optimizer does not hold the sparse parameters {missing}; build it from "
-                "model.parameters() (the same model that is passed to the engine)"
-            )
+        checks.require(not missing, "optimizer", type(optimizer), f"an optimizer holding every sparse parameter, "
+                       f"built from model.parameters() of the model given to the engine; it lacks {missing}")
         for name, param in params.items():
             self.granularity.check(name, param.shape)
             module, attr = owner(self.model, name)
-            if hasattr(module, attr + MASK_SUFFIX):
-                raise ValueError(
-                    f"{name!r} already has a {attr + MASK_SUFFIX!r} attribute: is another engine "
-                    "managing this model? Call its remove() first"
-                )
+            checks.require(not hasattr(module, attr + MASK_SUFFIX), "model", type(self.model),
+                           f"a model without masks, but {name!r} already has a {attr + MASK_SUFFIX!r} attribute: "
+                           "is another engine managing this model? Call its remove() first")
         if masks is None:
             check_distribution(distribution, list(params))
         self.optimizer = optimizer
@@ -299,8 +294,9 @@ class SparseEngine:
         self._unit_sizes = [self.granularity.unit_size(layer.weight.shape) for layer in self._layers]
         self._capacity = sum(cap * self._unit_sizes[i] for (i, _), cap in self._capacities().items())
         self._fired = [mask.clone() for mask in initial]
-        self._initial_densities = {layer.name: float(mask.float().mean()) for layer, mask in zip(self._layers, initial,
-                                                                                                 strict=True)}
+        self._initial_densities = {
+            layer.name: float(mask.float().mean()) for layer, mask in zip(self._layers, initial, strict=True)
+        }
         self._optimizer_steps = 0
         self._engine_steps = 0
         self._needs_grad = prune == "mest" or grow in ("gradient", "momentum")
@@ -699,19 +695,15 @@ class SparseEngine:
             ValueError: the checkpoint's layers or shapes differ from this engine's.
         """
         names = [layer.name for layer in self._layers]
-        if list(state["masks"]) != names:
-            raise ValueError(f"state_dict: sparse layers {list(state['masks'])} do not match this engine's {names}")
+        checks.require(list(state["masks"]) == names, "list(state['masks'])", list(state["masks"]),
+                       f"this engine's sparse layers {names}")
         for layer in self._layers:
-            if tuple(state["masks"][layer.name].shape) != tuple(layer.weight.shape):
-                raise ValueError(
-                    f"state_dict: mask {layer.name!r} has shape "
-                    f"{tuple(state['masks'][layer.name].shape)}, the weight {tuple(layer.weight.shape)}"
-                )
-        if (state["accumulators"] is None) != (self._accumulators is None):
-            raise ValueError(
-                "state_dict: gradient accumulators present in one engine but not the other "
-                "(different grow rule or grad_steps)"
-            )
+            shape = tuple(state["masks"][layer.name].shape)
+            checks.require(shape == tuple(layer.weight.shape), f"state['masks'][{layer.name!r}].shape", shape,
+                           f"the weight's shape {tuple(layer.weight.shape)}")
+        has_accumulators = state["accumulators"] is not None
+        checks.require(has_accumulators == (self._accumulators is not None), "state['accumulators'] is not None",
+                       has_accumulators, f"{not has_accumulators}, as in this engine (same grow rule and grad_steps)")
         with torch.no_grad():
             for i, layer in enumerate(self._layers):
                 layer.mask.copy_(state["masks"][layer.name])

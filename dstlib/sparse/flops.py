@@ -18,21 +18,34 @@ layers are counted; biases, normalisation, activations and pooling are left out 
   weight gradient densely on the step before each update, ``2 f_S + f_D``, once every
   ``dT = update_every`` steps: ``(3 f_S * dT + 2 f_S + f_D) / (dT + 1)`` on average. With ``k`` such
   steps per update (``grad_steps``, e.g. momentum growth) that is ``(3 f_S (dT + 1 - k) + k (2 f_S +
-  f_D)) / (dT + 1)``. This is the paper's accounting of what sparse kernels could save; a masked engine
-  runs dense kernels, and its wall-clock time is that of dense training.
+  f_D)) / (dT + 1)`` (:func:`training_flops_per_step`).
+- Over a whole run of ``T`` steps (:func:`average_training_flops`): that dense-gradient cost is paid only
+  inside the update window ``update_begin <= t < update_end`` (RigL's ``update_end`` defaults to 75% of
+  the run); every other step costs ``3 f_S``. Gradual pruning (GMP, GraNet) changes ``f_S`` during the
+  run: step ``t`` is priced with the masks of the engine's density schedule
+  (:meth:`~dstlib.sparse.engine.SparseEngine.scheduled_density`), each layer taken to move from its
+  initial density to its final one in proportion to the schedule's progress:
+  ``f_S(t) = f_S,T + (f_S,0 - f_S,T) * (d(t) - d_T) / (d_0 - d_T)``, exact at both ends (for one layer,
+  or layers pruned alike, exact throughout). The final masks are the engine's current ones: pass the
+  engine after training.
+
+This is the paper's accounting of what sparse kernels could save; a masked engine runs dense kernels, and
+its wall-clock time is that of dense training.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dstlib import checks
 from dstlib.sparse.selection import unwrap
 
 FLOPS_PER_MULTIPLY_ADD = 2
@@ -56,8 +69,9 @@ class FlopsReport:
     """Forward FLOPs on ``example_input``, dense (``f_D``) and sparse (``f_S``), and training FLOPs per step.
 
     ``layers``: module name -> :class:`LayerFlops`. ``training_step``: FLOPs of one training step on
-    ``example_input`` for the engine's method (``3 f_S``, or the RigL average when it scores by dense
-    gradients), see :func:`training_flops_per_step`.
+    ``example_input`` averaged over the engine's run (:func:`average_training_flops`): ``3 f_S`` for a
+    static engine, more for dense-gradient methods while they update, along the density schedule for
+    gradual pruning.
     """
 
     dense_forward: int
@@ -77,9 +91,9 @@ def flops(model: nn.Module, example_input: Tensor | tuple, engine: Any = None) -
     Args:
         model: any module; its conv and linear layers are counted.
         example_input: a tensor, or a tuple of tensors passed as ``model(*example_input)``.
-        engine: a ``dstlib.sparse`` engine (its ``masks`` give the layer densities, its method the
-            training cost), or ``None`` to take densities from the weights' zeros and price training
-            as static sparse training.
+        engine: a ``dstlib.sparse`` engine (its ``masks`` give the layer densities, its method and
+            schedules the training cost; pass it after training), or ``None`` to take densities from the
+            weights' zeros and price training as static sparse training.
     """
     model = unwrap(model)
     masks = _engine_masks(engine)
@@ -95,14 +109,14 @@ def flops(model: nn.Module, example_input: Tensor | tuple, engine: Any = None) -
         layers[name] = LayerFlops(type(modules[name]).__name__, sum(counts), density)
     dense = sum(layer.dense for layer in layers.values())
     sparse = sum(layer.sparse for layer in layers.values())
-    training = training_flops_per_step(sparse, dense, *_dense_gradient_schedule(engine))
+    training = average_training_flops(_sparse_forward_per_step(engine, layers), dense, **_training_schedule(engine))
     return FlopsReport(dense, sparse, training, layers)
 
 
 def training_flops_per_step(
     f_sparse: float, f_dense: float, update_every: int | None = None, dense_gradient_steps: int = 1
 ) -> float:
-    """RigL-convention FLOPs of one training step.
+    """RigL-convention FLOPs of one training step while topology updates happen.
 
     ``update_every=None`` (no dense gradient: static, SET, GMP; dense training when ``f_S = f_D``):
     ``3 f_S``. Otherwise ``dense_gradient_steps = k`` steps per ``dT = update_every`` compute the weight
@@ -111,13 +125,45 @@ def training_flops_per_step(
     """
     if update_every is None:
         return 3 * f_sparse
-    for name, value in (("update_every", update_every), ("dense_gradient_steps", dense_gradient_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    if dense_gradient_steps > update_every + 1:
-        raise ValueError(f"dense_gradient_steps={dense_gradient_steps} must be <= update_every + 1")
+    checks.integer("update_every", update_every, low=1)
+    checks.integer("dense_gradient_steps", dense_gradient_steps, low=1, high=update_every + 1)
     dt, k = update_every, dense_gradient_steps
     return (3 * f_sparse * (dt + 1 - k) + k * (2 * f_sparse + f_dense)) / (dt + 1)
+
+
+def average_training_flops(
+    f_sparse: float | Sequence[float],
+    f_dense: float,
+    total_steps: int,
+    update_every: int | None = None,
+    dense_gradient_steps: int = 1,
+    update_begin: int = 0,
+    update_end: int | None = None,
+) -> float:
+    """RigL-convention FLOPs of a training step, averaged over a run of ``T = total_steps`` steps.
+
+    ``f_sparse``: the forward FLOPs ``f_S`` of the masks in use, one number, or ``T`` numbers ``f_S(t)`` for
+    the steps ``t = 0 .. T - 1`` (step ``t`` runs with the masks left after ``t`` steps). A step of the
+    update window ``update_begin <= t < update_end`` (``None``: to the end) of a dense-gradient method
+    (``update_every`` given) costs :func:`training_flops_per_step` ``c(f_S(t))``, every other step
+    ``3 f_S(t)``; the mean over the ``T`` steps. For a constant ``f_S`` and ``W`` steps in the window that is
+    ``(W c(f_S) + (T - W) 3 f_S) / T``.
+    """
+    checks.integer("total_steps", total_steps, low=1)
+    per_step = np.asarray(f_sparse, dtype=np.float64)
+    checks.require(per_step.ndim == 0 or per_step.shape == (total_steps,), "len(f_sparse)", per_step.size,
+                   f"total_steps = {total_steps} (or one number for every step)")
+    per_step = np.broadcast_to(per_step, (total_steps,))
+    if update_every is None:
+        return 3 * float(per_step.mean())
+    checks.integer("update_begin", update_begin, low=0)
+    if update_end is not None:
+        checks.integer("update_end", update_end, low=update_begin)
+    window = per_step[update_begin:update_end]
+    # training_flops_per_step is affine in f_S: its mean over the window is its value at the window's mean f_S
+    updating = training_flops_per_step(float(window.mean()) if window.size else 0.0, f_dense, update_every,
+                                       dense_gradient_steps)
+    return (window.size * updating + 3 * float(per_step.sum() - window.sum())) / total_steps
 
 
 def multiply_adds(module: nn.Module, inputs: Tensor, output: Tensor) -> int:
@@ -165,17 +211,35 @@ def _weight(module_name: str) -> str:
 def _engine_masks(engine: Any) -> dict[str, Tensor]:
     if engine is None:
         return {}
-    if not isinstance(getattr(engine, "masks", None), dict):
-        raise ValueError(f"engine={type(engine).__name__} has no dict attribute 'masks'")
+    checks.require(isinstance(getattr(engine, "masks", None), dict), "engine", type(engine),
+                   "a dstlib.sparse engine (with a dict attribute 'masks') or None")
     return engine.masks
 
 
-def _dense_gradient_schedule(engine: Any) -> tuple[int | None, int]:
-    """``(update_every, dense-gradient steps per update)`` of an engine that scores by dense gradients
-    (``grow`` "gradient"/"momentum" or ``prune`` "mest"), else ``(None, 1)``."""
-    uses_gradient = (
-        getattr(engine, "grow", None) in ("gradient", "momentum") or getattr(engine, "prune", None) == "mest"
-    )
-    if not uses_gradient:
-        return None, 1
-    return engine.update_every, getattr(engine, "grad_steps", 1)
+def _training_schedule(engine: Any) -> dict[str, int | None]:
+    """Keyword arguments of :func:`average_training_flops` for ``engine``'s run: its length and, for a method
+    that scores by dense gradients (``grow`` "gradient"/"momentum" or ``prune`` "mest"), the update
+    period, the dense-gradient steps per update and the update window."""
+    total_steps = getattr(engine, "total_steps", None)
+    if total_steps is None:
+        return {"total_steps": 1}  # static: every step costs 3 f_S
+    schedule = {"total_steps": total_steps}
+    if engine.grow in ("gradient", "momentum") or engine.prune == "mest":
+        window = engine.drop_fraction
+        schedule.update(update_every=engine.update_every, dense_gradient_steps=engine.grad_steps,
+                        update_begin=window.begin, update_end=window.end)
+    return schedule
+
+
+def _sparse_forward_per_step(engine: Any, layers: dict[str, LayerFlops]) -> float | list[float]:
+    """``f_S`` of the current masks; for a gradual-pruning engine ``f_S(t)`` at each step ``t = 0 .. T - 1``,
+    moving from the initial masks' ``f_S,0`` to the current ``f_S,T`` with the scheduled density ``d(t)``
+    (module docstring)."""
+    current = sum(layer.sparse for layer in layers.values())
+    if getattr(engine, "init_density", None) is None or engine.init_density == engine.final_density:
+        return current
+    initial_densities = engine.initial_densities
+    initial = sum(layer.dense * initial_densities.get(_weight(name), layer.density) for name, layer in layers.items())
+    start, final = engine.init_density, engine.final_density
+    return [current + (initial - current) * (engine.scheduled_density(t) - final) / (start - final)
+            for t in range(engine.total_steps)]

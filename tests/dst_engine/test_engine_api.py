@@ -81,7 +81,7 @@ def test_static_with_fixed_masks_and_dtype_moves() -> None:
 def test_load_state_dict_rejects_another_model() -> None:
     _, _, engine = make()
     _, _, other = make(model=conv_net(), include=[torch.nn.Conv2d])
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(ValueError, match="allowed this engine's sparse layers"):
         other.load_state_dict(engine.state_dict())
 
 

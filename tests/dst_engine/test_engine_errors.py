@@ -64,7 +64,7 @@ def test_model_with_nothing_to_sparsify() -> None:
 
 def test_optimizer_without_the_model_parameters() -> None:
     model, other = conv_net(), conv_net()
-    with pytest.raises(ValueError, match="optimizer does not hold the sparse parameters"):
+    with pytest.raises(ValueError, match="allowed an optimizer holding every sparse parameter"):
         sp.SET(model, torch.optim.SGD(other.parameters(), lr=0.1), **BASE)
 
 
