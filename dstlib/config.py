@@ -99,8 +99,8 @@ class Knob:
         """Parse a command-line string (``"0.5"``, ``"rigl,set"``, ``"[0.1, 0.2]"``) into a value."""
         if text in ("None", "none", "null") and self.optional:
             return None
-        if self.kind is bool and text.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-            return text.strip().lower() in ("true", "yes", "1")
+        if self.kind is bool and text.strip().lower() in ("true", "false"):
+            return text.strip().lower() == "true"
         if self.is_list and not text.strip().startswith("["):
             return [self.parse_element(part.strip()) for part in text.split(",") if part.strip()]
         return self.parse_element(text)

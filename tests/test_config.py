@@ -75,7 +75,7 @@ def test_config_is_read_only():
         resolved.epochs = 5
 
 
-@pytest.mark.parametrize(("text", "value"), [("true", True), ("False", False), ("yes", True), ("0", False)])
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("False", False), ("TRUE", True), ("false", False)])
 def test_booleans_parse_from_the_command_line_in_any_spelling(text, value):
     assert config.parse_assignments(experiments.spec("dst_from_scratch"), [f"progress={text}"]) == {"progress": value}
 

@@ -44,13 +44,44 @@ GRANET_INIT_DENSITY = 0.8
 # Grid rule: the dense baseline runs once per seed, at density 1.
 DENSE_ONCE: Mapping[str, Mapping[Any, Mapping[str, Any]]] = {"method": {"dense": {"density": 1.0}}}
 
-# Knobs of every chapter that trains with a DST engine.
+# Knobs of every chapter that trains with a DST engine. Each chapter sets all of them in its profiles:
+# the engine's own defaults are RigL's, which several papers do not use.
 SPARSITY_KNOBS = {
     "distribution": Knob("layer-wise densities: uniform, ER or ERK", str, choices=("uniform", "er", "erk")),
     "update_every": Knob("optimizer steps between topology updates", int, low=1),
     "drop_fraction": Knob("fraction of active weights dropped (and regrown) at an update, cosine-annealed",
                           float, low=0.0, high=1.0, high_open=True),
+    "drop_fraction_min": Knob("floor the drop fraction is annealed to (RigL 0; ITOP/GraNet code 0.005)", float,
+                              low=0.0, high=1.0, high_open=True),
+    "update_end": Knob("fraction of training after which the topology is frozen (RigL 0.75)", float, low=0.0,
+                       high=1.0, low_open=True),
+    "dense_first": Knob("keep the first layer dense", bool),
 }
+# GraNet's gradual pruning: when it reaches the target density, as a fraction of training.
+PRUNE_END_KNOB = {"prune_end": Knob("fraction of training at which gradual pruning (GraNet) reaches the target",
+                                    float, low=0.0, high=1.0, low_open=True)}
+# The optimisation knobs of every chapter.
+TRAINING_KNOBS = {
+    "epochs": Knob("training epochs per run", int, low=1),
+    "batch_size": Knob("mini-batch size (global, over all processes)", int, low=1),
+    "lr": Knob("peak learning rate of SGD with Nesterov momentum", float, low=0.0, low_open=True),
+    "weight_decay": Knob("L2 weight decay", float, low=0.0),
+    "lr_schedule": Knob("learning-rate schedule: cosine to zero, step decay, or constant", str,
+                        choices=("cosine", "step", "constant")),
+    "lr_milestones": Knob("fractions of training at which the step schedule multiplies the LR by lr_gamma",
+                          float, low=0.0, high=1.0, is_list=True),
+    "lr_gamma": Knob("LR factor at each milestone of the step schedule", float, low=0.0, low_open=True),
+}
+PRUNE_AND_REGROW = ("set", "rigl", "mest", "granet")
+
+
+def fit_options(config: Config) -> dict[str, Any]:
+    """The :func:`dstlib.train.fit` keywords that come from a chapter's :data:`TRAINING_KNOBS` and its
+    device and progress settings."""
+    return {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "weight_decay": config.weight_decay, "lr_schedule": config.lr_schedule,
+            "milestones": config.lr_milestones, "gamma": config.lr_gamma, "device": config.device,
+            "progress": config.progress}
 
 
 def grid(axes: Mapping[str, Sequence[Any]],
@@ -95,8 +126,9 @@ def engine_factory(method: str, density: float, config: Config, seed: int, *,
     """A ``(model, optimizer, total_steps) -> engine`` builder for :func:`dstlib.train.fit`, or ``None``
     for dense training.
 
-    Uses the config's ``distribution``, ``update_every`` and ``drop_fraction`` (when it has them), the
-    method's defaults from :func:`method_options`, then ``options`` (which win). ``masks`` gives fixed
+    Uses the config's :data:`SPARSITY_KNOBS` it has (``update_end`` and ``prune_end`` are fractions of
+    training, turned into steps), the method's defaults from :func:`method_options`, then ``options``
+    (which win). ``masks`` gives fixed
     initial masks (from SNIP, OMP, LTH, ...), ``layer_densities`` a per-layer density map (e.g. SNIP
     ratios) in place of the distribution.
     """
@@ -112,13 +144,18 @@ def engine_factory(method: str, density: float, config: Config, seed: int, *,
         kwargs.update(density=None, distribution=dict(layer_densities))
     else:
         kwargs.update(density=density, distribution=config.get("distribution", "erk"))
-    if method != "static":
-        kwargs.update({k: config[k] for k in ("update_every", "drop_fraction") if k in config})
+    if "dense_first" in config and masks is None:
+        kwargs["dense_first"] = config.dense_first
+    if method in PRUNE_AND_REGROW:
+        kwargs.update({k: config[k] for k in ("update_every", "drop_fraction", "drop_fraction_min") if k in config})
     kwargs.update(method_options(method, density))
     kwargs.update(options)
+    fractions = {"update_end": config.get("update_end") if method in PRUNE_AND_REGROW else None,
+                 "prune_end": config.get("prune_end") if method in ("granet", "gmp") else None}
 
     def build(model, optimizer, total_steps):
-        return preset(model, optimizer, total_steps=total_steps, **kwargs)
+        steps = {k: max(1, round(f * total_steps)) for k, f in fractions.items() if f is not None}
+        return preset(model, optimizer, total_steps=total_steps, **{**steps, **kwargs})
 
     return build
 

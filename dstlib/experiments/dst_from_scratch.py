@@ -15,13 +15,16 @@ import torch
 
 from dstlib import data, models, stats
 from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.data.augment import random_crop_flip
 from dstlib.experiments.common import (
     DENSE_ONCE,
     SPARSITY_KNOBS,
+    TRAINING_KNOBS,
     ChapterResult,
     Outcome,
     densities_of,
     engine_factory,
+    fit_options,
     grid,
     main_process_first,
     paired_claim,
@@ -50,16 +53,19 @@ KNOBS = {
     "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True),
     "densities": Knob("fractions of weights kept in the sparse layers", float, low=0.0, high=1.0,
                       low_open=True, is_list=True),
-    "epochs": Knob("training epochs per run", int, low=1),
-    "batch_size": Knob("mini-batch size", int, low=1),
-    "lr": Knob("peak learning rate of SGD with Nesterov momentum, cosine-annealed", float, low=0.0, low_open=True),
-    "weight_decay": Knob("L2 weight decay", float, low=0.0),
+    "augment": Knob("random crop (pad 4) and horizontal flip, as on CIFAR (not for digits)", bool),
     "download": Knob("allow downloading real datasets (CIFAR-10)", bool),
+    **TRAINING_KNOBS,
     **SPARSITY_KNOBS,
 }
 
+# RigL's engine settings (Evci et al. 2020): ERK, drop fraction 0.3 cosine-annealed to 0 at 75% of training.
 _COMMON = {"device": "auto", "out_dir": None, "progress": False, "methods": list(CHAPTER_METHODS),
-           "distribution": "erk", "weight_decay": 5e-4, "drop_fraction": 0.3}
+           "distribution": "erk", "weight_decay": 5e-4, "drop_fraction": 0.3, "drop_fraction_min": 0.0,
+           "update_end": 0.75, "dense_first": False, "augment": False, "lr_schedule": "cosine",
+           "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1}
+# RigL's CIFAR-10 schedule: 250 epochs of 391 steps (batch 128), LR divided by 5 at 30k, 60k and 90k steps.
+_RIGL_CIFAR_STEPS = 250 * 391
 
 SPEC = ChapterSpec(
     name="dst_from_scratch",
@@ -73,11 +79,13 @@ SPEC = ChapterSpec(
         "tutorial": {**_COMMON, "dataset": "digits", "image_size": 16, "model": "cnn_tiny",
                      "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2, 3, 4], "epochs": 15, "batch_size": 64,
                      "lr": 0.05, "update_every": 20, "download": False},
-        # RigL (Evci et al. 2020) on CIFAR-10: WideResNet-22-2, batch 128, 250 epochs, dT = 100, drop 0.3
-        # cosine-annealed until 75% of training, ERK densities.
+        # RigL's CIFAR-10 recipe (Evci et al. 2020; rigl repository): WideResNet-22-2, batch 128, 250 epochs,
+        # SGD 0.1 with momentum, crop-and-flip, LR / 5 at 30k/60k/90k steps, first layer dense, dT = 100.
         "paper": {**_COMMON, "dataset": "cifar10", "image_size": 32, "model": "wrn22_2",
                   "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 250, "batch_size": 128,
-                  "lr": 0.1, "update_every": 100, "download": True},
+                  "lr": 0.1, "update_every": 100, "download": True, "augment": True, "dense_first": True,
+                  "lr_schedule": "step", "lr_gamma": 0.2,
+                  "lr_milestones": [round(k / _RIGL_CIFAR_STEPS, 4) for k in (30_000, 60_000, 90_000)]},
     },
 )
 
@@ -109,10 +117,9 @@ def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, tes
 
     method, density, seed = params["method"], params["density"], params["seed"]
     fitted = fit(lambda: models.build(config.model, in_channels=in_channels, num_classes=num_classes), train_set,
-                 epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
                  sparsity=engine_factory(method, density, config, seed), eval_data=test_set,
-                 on_epoch_end=on_epoch_end, seed=seed, device=config.device, progress=config.progress,
-                 checkpoint=checkpoint, resume=True)
+                 augment=random_crop_flip if config.augment else None, on_epoch_end=on_epoch_end, seed=seed,
+                 checkpoint=checkpoint, resume=True, **fit_options(config))
     final = fitted.history[-1]
     example = train_set.tensors[0][:1].to(pick_device(config.device))
     cost = flops(fitted.model, example, engine=fitted.engine)
