@@ -219,14 +219,16 @@ def _engine_masks(engine: Any) -> dict[str, Tensor]:
 def _training_schedule(engine: Any) -> dict[str, int | None]:
     """Keyword arguments of :func:`average_training_flops` for ``engine``'s run: its length and, for a method
     that scores by dense gradients (``grow`` "gradient"/"momentum" or ``prune`` "mest"), the update
-    period, the dense-gradient steps per update and the update window."""
+    period, the dense-gradient steps per update (all steps when ``grad_steps`` exceeds the period) and the
+    update window."""
     total_steps = getattr(engine, "total_steps", None)
     if total_steps is None:
         return {"total_steps": 1}  # static: every step costs 3 f_S
     schedule = {"total_steps": total_steps}
     if engine.grow in ("gradient", "momentum") or engine.prune == "mest":
         window = engine.drop_fraction
-        schedule.update(update_every=engine.update_every, dense_gradient_steps=engine.grad_steps,
+        schedule.update(update_every=engine.update_every,
+                        dense_gradient_steps=min(engine.grad_steps, engine.update_every + 1),
                         update_begin=window.begin, update_end=window.end)
     return schedule
 

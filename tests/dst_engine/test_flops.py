@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dstlib.sparse import GMP, GraNet, RigL
+from dstlib.sparse import GMP, GraNet, RigL, SparseEngine
 from dstlib.sparse.flops import FLOPS_PER_MULTIPLY_ADD, average_training_flops, flops, training_flops_per_step
 
 
@@ -166,3 +166,12 @@ def test_granet_is_priced_between_its_initial_and_final_masks_with_dense_gradien
     low = average_training_flops(report.sparse_forward, f_d, 100, **window)
     high = average_training_flops(0.8 * f_d, f_d, 100, **window)
     assert low < report.training_step < high
+
+
+def test_momentum_growth_with_more_gradient_steps_than_the_period_prices_every_step_dense():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 10))
+    engine = SparseEngine(model, torch.optim.SGD(model.parameters(), lr=0.1), density=0.5, distribution="uniform",
+                          grow="momentum", update_every=10, total_steps=100, update_end=100)  # grad_steps 20
+    report = flops(model, torch.randn(1, 3, 4, 4), engine)
+    assert report.training_step == pytest.approx(2 * report.sparse_forward + report.dense_forward)
