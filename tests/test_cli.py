@@ -64,7 +64,7 @@ def test_sweep_runs_the_grid_skips_finished_points_and_gathers_a_table(tmp_path,
     table = (tmp_path / "dst_from_scratch" / "sweep" / "table.csv").read_text().splitlines()
     assert len(table) == 3 and "seed" in table[0]  # header + one record per grid point
     names = sorted(p.name for p in (tmp_path / "dst_from_scratch" / "sweep").glob("*.ipynb"))
-    assert names == ["smoke_seeds=0.ipynb", "smoke_seeds=1.ipynb"]
+    assert names == [f"smoke_densities=0.5_epochs=1_methods=static_seeds={s}.ipynb" for s in (0, 1)]
     capsys.readouterr()
     assert cli.main(args) == 0  # second time: both points are done
     assert sum(line.startswith("skip ") for line in capsys.readouterr().out.splitlines()) == 2

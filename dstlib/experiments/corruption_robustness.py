@@ -64,7 +64,7 @@ KNOBS = {
     "corruptions": Knob("corruption types, from dstlib.data.corruptions.CORRUPTIONS", str,
                         choices=corruptions.CORRUPTIONS, is_list=True),
     "severities": Knob("corruption severities", int, choices=(1, 2, 3, 4, 5), is_list=True),
-    "eval_images": Knob("test images used for the corrupted and filtered evaluations (0 = all)", int, low=0),
+    "eval_images": Knob("test images of every evaluation: clean, corrupted, filtered (0 = all)", int, low=0),
     "radii": Knob("Fourier radii of the radius-accuracy curves", int, low=0, is_list=True),
     **TRAINING_KNOBS,
     "augment": Knob("random crop (pad 4) and horizontal flip, as on CIFAR (not for digits)", bool),
@@ -166,17 +166,17 @@ def spectral_metrics(model: torch.nn.Module, filtered: dict[tuple[str, int], tor
     return curves
 
 
-def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, test_set, corrupted, filtered,
-              targets) -> Outcome:
-    """Train and evaluate one (method, sparsity, seed)."""
+def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, clean, corrupted, filtered) -> Outcome:
+    """Train and evaluate one (method, sparsity, seed). Clean, corrupted and filtered accuracies are all
+    measured on the same evaluation images ``clean = (images, targets)``."""
     num_classes = int(train_set.tensors[1].max()) + 1
     fitted = fit(lambda: models.build(config.model, in_channels=3, num_classes=num_classes), train_set,
                  sparsity=engine_factory(params["method"], params["density"], config, params["seed"]),
                  augment=random_crop_flip if config.augment else None, seed=params["seed"], checkpoint=checkpoint,
                  resume=True, **fit_options(config))
-    metrics = {"clean_accuracy": evaluate(fitted.model, test_set)["accuracy"],
+    metrics = {"clean_accuracy": evaluate(fitted.model, clean)["accuracy"],
                **robustness_metrics(fitted.model, corrupted),
-               **spectral_metrics(fitted.model, filtered, targets)}
+               **spectral_metrics(fitted.model, filtered, clean[1])}
     return Outcome(metrics, fitted.history)
 
 
@@ -190,7 +190,7 @@ def run(config: Config) -> ChapterResult:
     result = ChapterResult(config)
     for point in grid({"seed": config.seeds, "method": config.methods, "density": densities_of(config)}, DENSE_ONCE):
         record, _ = run_point(config, point, lambda params, checkpoint: train_one(
-            params, checkpoint, config, train_set, test_set, corrupted, filtered, targets))
+            params, checkpoint, config, train_set, (images, targets), corrupted, filtered))
         result.records.append(record)
     return result
 
