@@ -412,15 +412,21 @@ def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                         columns=["claim", "estimate", "low", "high", "adjusted_p", "mde", "paper_effect", "outcome"])
 
 
+def tally(verdicts: Sequence[Verdict]) -> str:
+    """The outcomes counted in words: ``"3 inconclusive and 1 not reproduced"``."""
+    counts = [(sum(v.outcome == outcome for v in verdicts), outcome) for outcome in OUTCOMES]
+    listed = [f"{count} {outcome}" for count, outcome in counts if count]
+    if len(listed) <= 1:
+        return listed[0] if listed else "no claim"
+    return ", ".join(listed[:-1]) + " and " + listed[-1]
+
+
 def summary(verdicts: Sequence[Verdict]) -> str:
     """The chapter's verdict paragraph, generated: counts per outcome, then every claim's sentence."""
     if len(verdicts) == 0:
         raise ValueError(f"verdicts={verdicts!r}: allowed a non-empty sequence of Verdict (from judge)")
-    counts = [(sum(v.outcome == outcome for v in verdicts), outcome) for outcome in OUTCOMES]
-    listed = [f"{count} {outcome}" for count, outcome in counts if count]
-    tally = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
     claims = "claim" if len(verdicts) == 1 else "claims"
     tested = verdicts[0].family_size
     return (f"Of {len(verdicts)} {claims}, {tested} tested together at a family-wise error rate of "
-            f"{100 * verdicts[0].alpha:.3g}% (Holm): {tally}. "
+            f"{100 * verdicts[0].alpha:.3g}% (Holm): {tally(verdicts)}. "
             + " ".join(v.sentence for v in verdicts))

@@ -28,6 +28,17 @@ def test_every_registered_chapter_has_its_notebook_and_a_rerun_case():
         assert (ROOT / experiments.spec(name).notebook).exists()
 
 
+@pytest.mark.parametrize("chapter", experiments.names())
+def test_the_parameters_cell_lists_every_knob(chapter):
+    import ast
+
+    spec = experiments.spec(chapter)
+    notebook = json.loads((ROOT / spec.notebook).read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = {node.targets[0].id for node in ast.parse("".join(cell["source"])).body}
+    assert names == {"profile", *spec.all_knobs()}
+
+
 @pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.xdist_group("kernels")

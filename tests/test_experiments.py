@@ -138,3 +138,15 @@ def test_an_interrupted_grid_skips_finished_points_and_resumes_the_broken_one_in
                            text=True, timeout=300)
     fresh_report = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert fresh_report["metrics"] == report["metrics"]  # resuming gives the numbers of an uninterrupted grid
+
+
+def test_subsets_are_fixed_and_nested():
+    from dstlib.data import subset
+
+    full = torch.utils.data.TensorDataset(torch.arange(100), torch.arange(100) % 3)
+    small, large = subset(full, 10), subset(full, 40)
+    assert torch.equal(subset(full, 10).tensors[0], small.tensors[0]) and len(small) == 10
+    assert set(small.tensors[0].tolist()) <= set(large.tensors[0].tolist())
+    assert subset(full, 0) is full and subset(full, 1000) is full
+    with pytest.raises(ValueError, match="size=-1: allowed an integer >= 0"):
+        subset(full, -1)

@@ -4,5 +4,6 @@
 """
 
 from dstlib.data.registry import DatasetNotAvailable, data_root, load, names, spec
+from dstlib.data.subsets import subset
 
-__all__ = ["DatasetNotAvailable", "data_root", "load", "names", "spec"]
+__all__ = ["DatasetNotAvailable", "data_root", "load", "names", "spec", "subset"]
