@@ -85,7 +85,7 @@ SPEC = ChapterSpec(
     profiles={
         "smoke": {**_MNIST1D, "generated_samples": 5000, "train_samples": 1000, "densities": [0.5, 0.1],
                   "seeds": [0], "epochs": 2, "update_every": 10},
-        "tutorial": {**_MNIST1D, "densities": [0.5, 0.2, 0.1], "seeds": list(range(8)), "epochs": 10},
+        "tutorial": {**_MNIST1D, "densities": [0.2, 0.1], "seeds": list(range(8)), "epochs": 10},
         # RigL's CIFAR-10 recipe (Evci et al. 2020; rigl repository): WideResNet-22-2, batch 128, 250 epochs,
         # SGD 0.1 with momentum, crop-and-flip, LR / 5 at 30k/60k/90k steps, first layer dense, dT = 100.
         "paper": {**_COMMON, "dataset": "cifar10", "image_size": 32, "model": "wrn22_2",
