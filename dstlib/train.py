@@ -16,7 +16,8 @@ What it does for you:
 * atomic checkpoints every epoch and exact resume;
 * ``DistributedDataParallel`` under ``torchrun``: ``batch_size`` is the *global* batch, each of N
   processes takes its ``batch_size / N`` share of every batch, so one process and N processes run the
-  same optimisation (BatchNorm statistics excepted: they are per process);
+  same optimisation (on GPUs BatchNorm is synchronised too; on CPUs, which have no synchronised
+  BatchNorm, its statistics are per process);
 * tqdm progress bars (off in tests).
 
 Hooks, each optional:
@@ -452,7 +453,9 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
         result.samples_seen, best = state["samples_seen"], state["best"]
     net = model
     if context.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if device.type == "cuda":  # BatchNorm over the global batch, as in one process (no CPU kernel exists)
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
     from tqdm.auto import trange
 

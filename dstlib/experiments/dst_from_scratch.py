@@ -33,7 +33,7 @@ from dstlib.experiments.common import (
 )
 from dstlib.plotting import method_label
 from dstlib.sparse.flops import flops
-from dstlib.train import fit, pick_device
+from dstlib.train import evaluate, fit, pick_device
 
 CHAPTER_METHODS = ("dense", "static", "set", "rigl")
 
@@ -127,14 +127,15 @@ def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, tes
 
     method, density, seed = params["method"], params["density"], params["seed"]
     fitted = fit(lambda: models.build(config.model, in_channels=in_channels, num_classes=num_classes), train_set,
-                 sparsity=engine_factory(method, density, config, seed), eval_data=test_set,
+                 sparsity=engine_factory(method, density, config, seed),
                  augment=random_crop_flip if config.augment else None, on_epoch_end=on_epoch_end, seed=seed,
                  checkpoint=checkpoint, resume=True, **fit_options(config))
     final = fitted.history[-1]
+    test_accuracy = evaluate(fitted.model, test_set)["accuracy"]
     example = train_set.tensors[0][:1].to(pick_device(config.device))
     cost = flops(fitted.model, example, engine=fitted.engine)
     metrics = {
-        "test_accuracy": final["test_accuracy"],
+        "test_accuracy": test_accuracy,
         "train_loss": final["train_loss"],
         "itop_rate": final.get("itop_rate", float("nan")),
         "realised_density": fitted.engine.density if fitted.engine is not None else 1.0,
