@@ -432,7 +432,13 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
     engine = sparsity(model, opt, total_steps) if sparsity is not None else None
     shuffle = torch.Generator().manual_seed(seed)
     augment_generator = torch.Generator().manual_seed(seed + 1)
-    recorder = PerSampleRecorder(len(source) if source is not None else 0, list(recorders)) if recorders else None
+    recorder = None
+    if recorders:
+        num_samples = len(source) if source is not None else len(getattr(train_data, "dataset", ()))
+        if num_samples == 0:
+            raise ValueError(f"record={list(recorders)}: allowed with tensors, a map-style dataset, or a loader "
+                             "with a .dataset whose length gives the number of samples")
+        recorder = PerSampleRecorder(num_samples, list(recorders))
     result = FitResult(model=model, engine=engine)
     best: dict[str, Any] = {"score": None, "epoch": None, "state": None}
     higher = eval_metrics[select_by].higher_is_better if select_by not in (None, "loss") else False

@@ -217,3 +217,23 @@ def test_pgd_stays_in_the_ball_raises_the_loss_and_trains_through_the_hook():
     robust = adversarial.robust_accuracy(result.model, x, y, attack, task)
     clean = train.evaluate(result.model, (x, y))["accuracy"]
     assert 0.0 <= robust <= clean
+
+
+def test_per_sample_records_from_a_dataloader_of_indexed_dict_batches():
+    class Indexed(torch.utils.data.Dataset):
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, i):
+            return {"input": self.x[i], "target": self.y[i], "index": i}
+
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(20, 1, 8, 8, generator=g), torch.randint(0, 2, (20,), generator=g)
+    loader = torch.utils.data.DataLoader(Indexed(x, y), batch_size=8, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), loader, record=["loss"], epochs=2,
+                       batch_size=8, lr=0.1, device="cpu")
+    assert result.per_sample["loss"].shape == (2, 20) and not result.per_sample["loss"].isnan().any()
