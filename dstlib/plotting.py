@@ -88,6 +88,24 @@ def mean_with_spread(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, *, hue: 
     return ax
 
 
+def seeds_by_method(ax: plt.Axes, frame: pd.DataFrame, y: str, *, order: Sequence[str] | None = None) -> plt.Axes:
+    """One column per method: every seed's ``y`` as a dot (slightly spread sideways) and the mean with a
+    bar of +/- one standard deviation; for a single setting, where a line over settings says nothing."""
+    methods = order if order is not None else list(dict.fromkeys(frame["method"]))
+    for position, method in enumerate(methods):
+        values = frame.loc[frame["method"] == method, y].to_numpy()
+        if len(values) == 0:
+            continue
+        offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+        color = method_color(method)
+        ax.scatter(position + offsets, values, s=14, color=color, alpha=0.5, linewidths=0)
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.errorbar(position + 0.3, values.mean(), yerr=spread, fmt="o", color=color, capsize=3)
+    ax.set_xticks(range(len(methods)), [method_label(m) for m in methods])
+    ax.set_ylabel(y)
+    return ax
+
+
 def show_mask(ax: plt.Axes, mask: torch.Tensor, title: str = "") -> plt.Axes:
     """Draw a 2-D view of a mask (conv masks ``(out, in, kh, kw)`` are shown as ``out x (in*kh*kw)``);
     active connections are bright."""
