@@ -1,8 +1,11 @@
 """dstlib: dynamic sparse training and its relatives, the library behind the Dynamic Sparsity book.
 
 Subpackages: :mod:`dstlib.sparse` (the DST engine), :mod:`dstlib.data` (datasets, corruptions),
-:mod:`dstlib.models` (1D, 2D and 3D networks), :mod:`dstlib.experiments` (one module per chapter).
-Modules: :mod:`dstlib.config`, :mod:`dstlib.train`, :mod:`dstlib.results`, :mod:`dstlib.plotting`.
+:mod:`dstlib.models` (1D, 2D and 3D networks), :mod:`dstlib.experiments` (one module per chapter and
+the grid and record layer they share).
+Modules: :mod:`dstlib.train` (one loop for every task), :mod:`dstlib.tasks`, :mod:`dstlib.metrics`,
+:mod:`dstlib.adversarial`, :mod:`dstlib.stats` (the evidence behind every verdict), :mod:`dstlib.checks`,
+:mod:`dstlib.config`, :mod:`dstlib.results`, :mod:`dstlib.plotting`.
 """
 
 __version__ = "0.1.0"
