@@ -150,3 +150,16 @@ def test_subsets_are_fixed_and_nested():
     assert subset(full, 0) is full and subset(full, 1000) is full
     with pytest.raises(ValueError, match="size=-1: allowed an integer >= 0"):
         subset(full, -1)
+
+
+def test_engine_settings_of_a_chapter_reach_the_engine_as_steps():
+    cfg = experiments.resolve("corruption_robustness", "paper")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = common.engine_factory("granet", 0.5, cfg, seed=0)(model, optimizer, 1000)
+    assert engine.prune_end == 500 and engine.drop_fraction.end == 1000  # prune_end 0.5, update_end 1.0
+    assert engine.drop_fraction.minimum == pytest.approx(0.005) and engine.drop_fraction.initial == 0.5
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    rigl = common.engine_factory("rigl", 0.5, experiments.resolve("dst_from_scratch", "paper"), seed=0)(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), 1000)
+    assert rigl.drop_fraction.end == 750 and rigl.drop_fraction.minimum == 0.0
