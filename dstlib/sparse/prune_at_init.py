@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from dstlib import checks
-from dstlib.sparse.distributions import check_density
+from dstlib.sparse.distributions import allocate, check_density, layer_densities
 from dstlib.sparse.selection import sparse_parameters, unwrap
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -158,22 +158,29 @@ def synflow(
 def magnitude_prune(
     model: nn.Module,
     density: float,
-    scope: Literal["global", "layer"] = "global",
+    scope: Literal["global", "layer", "erk"] = "global",
     params: dict[str, nn.Parameter] | None = None,
 ) -> Masks:
     """One-shot magnitude pruning: keep the largest ``|w|``, over all selected weights or per layer.
 
     ``scope="global"`` keeps ``round(density * N)`` weights in total (the layers' densities follow from
     the trained magnitudes, as in LTH/OMP of the hard-sample paper); ``scope="layer"`` keeps
-    ``round(density * n_l)`` in every layer.
+    ``round(density * n_l)`` in every layer; ``scope="erk"`` keeps ``d_l * n_l`` with ``d_l`` the ERK
+    density of layer ``l``, rounded as the engine rounds its ERK masks (same counts, same global total):
+    the hard-sample paper's OMP_ERK.
     """
     model, selected = _resolve_params(model, params)
     check_density("density", density)
-    checks.one_of("scope", scope, ("global", "layer"))
+    checks.one_of("scope", scope, ("global", "layer", "erk"))
     scores = {name: p.detach().abs() for name, p in selected.items()}
     if scope == "global":
         return _global_topk(scores, density)
-    return {name: _global_topk({name: s}, density)[name] for name, s in scores.items()}
+    if scope == "layer":
+        return {name: _global_topk({name: s}, density)[name] for name, s in scores.items()}
+    erk = layer_densities({name: tuple(s.shape) for name, s in scores.items()}, density, "erk")
+    counts = allocate({name: erk[name] * s.numel() for name, s in scores.items()},
+                      {name: s.numel() for name, s in scores.items()})
+    return {name: _global_topk({name: s}, counts[name] / s.numel())[name] for name, s in scores.items()}
 
 
 class LotteryTicket(NamedTuple):

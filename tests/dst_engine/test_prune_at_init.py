@@ -192,3 +192,25 @@ def test_lottery_ticket_rewinds_masked_init():
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call(small_cnn())
+
+
+def test_omp_with_erk_scope_keeps_the_erk_count_of_every_layer():
+    import torch
+    from torch import nn
+
+    from dstlib import sparse
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3), nn.Flatten(), nn.LazyLinear(10))
+
+    trained = net()
+    trained(torch.zeros(1, 3, 8, 8))
+    masks = sparse.prune_at_init.magnitude_prune(trained, 0.1, scope="erk")
+    reference = net()
+    reference(torch.zeros(1, 3, 8, 8))
+    engine = sparse.Static(reference, torch.optim.SGD(reference.parameters(), lr=0.1), density=0.1, distribution="erk")
+    assert {n: int(m.sum()) for n, m in masks.items()} == {n: int(m.sum()) for n, m in engine.masks.items()}
+    for name, mask in masks.items():  # within a layer, the largest magnitudes are kept
+        weight = dict(trained.named_parameters())[name].detach().abs()
+        assert weight[mask].min() >= weight[~mask].max()
