@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dstlib import checks
+from dstlib import checks, metrics
 from dstlib.tasks import Batch, Task, as_float
 
 
@@ -68,14 +68,13 @@ def robust_accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, attack: P
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
-    correct = 0
+    hits = 0
     for start in range(0, len(inputs), batch_size):
         chunk = slice(start, start + batch_size)
         batch = task.as_dict((inputs[chunk].to(device), targets[chunk].to(device)))
         attacked = attack(model, batch, task, generator)
         with torch.no_grad():
             model.eval()
-            logits = task.primary(model(*task.model_inputs(attacked)))
-        correct += int((logits.argmax(1) == task.targets(attacked)).sum())
+            hits += int(metrics.correct(task, model(*task.model_inputs(attacked)), attacked).sum())
     model.train(was_training)
-    return correct / max(len(inputs), 1)
+    return hits / max(len(inputs), 1)

@@ -60,14 +60,16 @@ class Accuracy(Mean):
 
     def __init__(self, k: int = 1) -> None:
         self.k = checks.integer("k", k, low=1)
-        super().__init__(self._correct)
+        super().__init__(lambda task, outputs, batch: correct(task, outputs, batch, self.k))
 
-    def _correct(self, task: Task, outputs: Any, batch: Batch) -> Tensor:
-        logits, targets = task.primary(outputs), task.targets(batch)
-        if self.k == 1:
-            return (logits.argmax(1) == targets).float()
-        top = logits.topk(self.k, dim=1).indices
-        return (top == targets.unsqueeze(1)).any(1).float()
+
+def correct(task: Task, outputs: Any, batch: Batch, k: int = 1) -> Tensor:
+    """Per sample (or position), 1.0 where the target is among the ``k`` largest logits, else 0.0."""
+    logits, targets = task.primary(outputs), task.targets(batch)
+    if k == 1:
+        return (logits.argmax(1) == targets).float()
+    top = logits.topk(k, dim=1).indices
+    return (top == targets.unsqueeze(1)).any(1).float()
 
 
 class ErrorRate(Metric):

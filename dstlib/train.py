@@ -57,6 +57,7 @@ from torch.utils.data import Dataset, TensorDataset
 from dstlib import checks
 from dstlib.atomic import torch_save
 from dstlib.metrics import Metric
+from dstlib.sparse.distributed import all_reduce_sum_
 from dstlib.tasks import Batch, Classification, Task, as_float, move_to
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -280,19 +281,6 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int = 512,
     return torch.cat(outputs)
 
 
-def all_reduce_sum(values: Tensor, context: DistributedContext) -> Tensor:
-    """``values`` (a CPU tensor) summed over the processes; itself in a single process. NCCL reduces on
-    the GPU, gloo on the CPU."""
-    if context.world_size == 1:
-        return values
-    import torch.distributed as dist
-
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
-    reduced = values.to(device)
-    dist.all_reduce(reduced)
-    return reduced.cpu()
-
-
 class PerSampleRecorder:
     """Per-sample values by sample index, one row per epoch (NaN where a sample was not used)."""
 
@@ -312,11 +300,8 @@ class PerSampleRecorder:
         for name, value in values.items():
             self._sums[name].index_add_(0, index, value.detach().double().cpu())
 
-    def end_epoch(self, context: DistributedContext) -> None:
-        if context.world_size > 1:
-            flat = all_reduce_sum(torch.stack([self._counts, *self._sums.values()]), context)
-            self._counts, sums = flat[0], flat[1:]
-            self._sums = dict(zip(self._sums, sums, strict=True))
+    def end_epoch(self) -> None:
+        all_reduce_sum_([self._counts, *self._sums.values()])
         for name, total in self._sums.items():
             self.rows[name].append((total / self._counts).float())  # 0 / 0 = NaN for unused samples
 
@@ -526,9 +511,9 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
                 recorder.add(index, {name: losses if fn is None else fn(task, outputs, batch)
                                      for name, fn in recorders.items()})
         if recorder is not None:
-            recorder.end_epoch(context)
-        totals = all_reduce_sum(torch.stack([loss_sum.double().cpu(), torch.tensor(float(seen), dtype=torch.float64)]),
-                                context)
+            recorder.end_epoch()
+        totals = torch.stack([loss_sum.double().cpu(), torch.tensor(float(seen), dtype=torch.float64)])
+        all_reduce_sum_([totals])
         result.samples_seen += int(totals[1])
         row: dict[str, Any] = {"epoch": epoch + 1, "step": result.steps, "lr": opt.param_groups[0]["lr"],
                                "train_loss": float(totals[0] / totals[1].clamp(min=1)), "samples": int(totals[1])}

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dstlib import checks
+from dstlib.metrics import correct
 from dstlib.tasks import Batch, Task
 
 
@@ -83,12 +84,8 @@ def _el2n_record(task: Task, outputs: Any, batch: Batch) -> Tensor:
     return el2n(task.primary(outputs), task.targets(batch))
 
 
-def _correct_record(task: Task, outputs: Any, batch: Batch) -> Tensor:
-    return (task.primary(outputs).argmax(1) == task.targets(batch)).float()
-
-
 # Per-sample values for the ``record`` hook of :func:`dstlib.train.fit`.
-RECORDERS = {"el2n": _el2n_record, "correct": _correct_record}
+RECORDERS = {"el2n": _el2n_record, "correct": correct}
 
 
 def scores_from_training(build_model: Callable[[], nn.Module], data: Sequence[Tensor], *, seeds: Sequence[int],

@@ -275,8 +275,12 @@ def paired_values(frame: pd.DataFrame, metric: str, first: Mapping[str, Any], se
                   scale: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
     """``metric`` of the runs ``first`` and of the runs ``second``, aligned by seed over the seeds both have
     (runs of one seed share the initial weights and the data order, so they pair)."""
-    a, b = by_seed(frame, metric, scale, **first), by_seed(frame, metric, scale, **second)
-    seeds = a.index.intersection(b.index)
+    return align_by_seed(by_seed(frame, metric, scale, **first), by_seed(frame, metric, scale, **second))
+
+
+def align_by_seed(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Two seed-indexed series as arrays over the seeds where both have a value, in seed order."""
+    seeds = a.dropna().index.intersection(b.dropna().index).sort_values()
     return a[seeds].to_numpy(), b[seeds].to_numpy()
 
 

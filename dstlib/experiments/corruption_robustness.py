@@ -32,6 +32,7 @@ from dstlib.experiments.common import (
     TRAINING_KNOBS,
     ChapterResult,
     Outcome,
+    align_by_seed,
     densities_of,
     engine_factory,
     fit_options,
@@ -263,7 +264,7 @@ def exploratory_effects(records: list[dict[str, Any]]) -> list[tuple[str, stats.
                       high.groupby("seed")["accuracy"].mean()))
     effects = []
     for name, a, b in pairs:
-        seeds = a.dropna().index.intersection(b.dropna().index)
-        if len(seeds):
-            effects.append((name, stats.difference(a[seeds].to_numpy(), b[seeds].to_numpy(), paired=True)))
+        first, second = align_by_seed(a, b)
+        if len(first):
+            effects.append((name, stats.difference(first, second, paired=True)))
     return effects

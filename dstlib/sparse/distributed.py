@@ -68,6 +68,15 @@ def all_reduce_mean_(tensors: Sequence[Tensor]) -> None:
     _scatter_back(flat, tensors)
 
 
+def all_reduce_sum_(tensors: Sequence[Tensor]) -> None:
+    """Replace ``tensors`` (any shapes) in place by their sum over ranks, in one float64 all-reduce."""
+    if not is_distributed() or not tensors:
+        return
+    flat = _flat(tensors, torch.float64)
+    dist.all_reduce(flat)
+    _scatter_back(flat, tensors)
+
+
 def checksum(tensors: Sequence[Tensor]) -> int:
     """A 63-bit SHA-256 digest of the tensors' values (bools as bytes), shapes included; local, no
     communication. Equal tensors give equal checksums on every device."""
