@@ -131,20 +131,6 @@ def distributed_context(device: torch.device | None = None) -> DistributedContex
     return DistributedContext(dist.get_rank(), dist.get_world_size())
 
 
-def batches(tensors: Sequence[Tensor], batch_size: int, *, shuffle: bool = False,
-            generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, ...]]:
-    """Yield mini-batches of in-memory tensors (all with the same first dimension ``N``).
-
-    Much faster than a ``DataLoader`` over a ``TensorDataset`` for small models: one index per batch
-    instead of one per sample.
-    """
-    n = tensors[0].shape[0]
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
-        yield tuple(t[index] for t in tensors)
-
-
 class IndexedData:
     """Training data addressed by sample index: in-memory tensors, or a map-style dataset + ``collate``.
 
@@ -274,7 +260,7 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int = 512,
     model.eval()
     outputs = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for (x,) in batches((inputs,), batch_size):
+    for (x,) in _eval_batches((inputs,), batch_size, None):
         with autocast:
             outputs.append(model(x.to(device, non_blocking=True)).float().cpu())
     model.train(was_training)
