@@ -106,6 +106,7 @@ _BUILTIN_MODULES = (
     "dstlib.data.speech",
     "dstlib.data.volumes",
     "dstlib.data.cifar_c",
+    "dstlib.data.tiny_imagenet",
 )
 
 
