@@ -7,6 +7,7 @@ every "metric versus setting over seeds" figure.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import matplotlib as mpl
@@ -30,10 +31,16 @@ METHOD_COLORS = {
     "granet": PALETTE[3],
     "gmp": PALETTE[4],
     "snip": PALETTE[5],
+    "lth": PALETTE[3],
+    "omp": PALETTE[2],
+    "omp_erk": PALETTE[6],
+    "erk_random": "#999999",
+    "uniform_random": PALETTE[1],
 }
 
 METHOD_LABELS = {"dense": "Dense", "static": "Static sparse", "set": "SET", "rigl": "RigL", "mest": "MEST",
-                 "granet": "GraNet", "gmp": "GMP", "snip": "SNIP"}
+                 "granet": "GraNet", "gmp": "GMP", "snip": "SNIP", "lth": "LTH", "omp": "OMP", "omp_erk": "OMP (ERK)",
+                 "erk_random": "Random (ERK)", "uniform_random": "Random (uniform)"}
 
 
 def use_book_style() -> None:
@@ -59,7 +66,7 @@ def use_book_style() -> None:
 
 def method_color(method: str) -> str:
     """The book-wide colour of ``method`` (a palette colour for methods without a fixed one)."""
-    return METHOD_COLORS.get(method, PALETTE[hash(method) % len(PALETTE)])
+    return METHOD_COLORS.get(method, PALETTE[zlib.crc32(method.encode()) % len(PALETTE)])
 
 
 def method_label(method: str) -> str:

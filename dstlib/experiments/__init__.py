@@ -16,6 +16,7 @@ from dstlib.config import ChapterSpec, Config
 CHAPTERS = {
     "dst_from_scratch": "dstlib.experiments.dst_from_scratch",
     "corruption_robustness": "dstlib.experiments.corruption_robustness",
+    "hard_samples": "dstlib.experiments.hard_samples",
 }
 
 
