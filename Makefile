@@ -14,10 +14,13 @@ TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: test book clean
 
-$(STAMP): requirements.txt pyproject.toml
+# The kernel configuration silences ipykernel's "running over TCP without encryption" notice, printed at
+# every notebook execution (jupyter-book, nbmake, papermill); see tools/ipython_kernel_config.py.
+$(STAMP): requirements.txt pyproject.toml tools/ipython_kernel_config.py
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
+	install -D -m 644 tools/ipython_kernel_config.py $(VENV)/etc/ipython/ipython_kernel_config.py
 	touch $@
 
 # The tests write their run records to a temporary folder (DSTLIB_RESULTS), never to the user's results/.
@@ -28,9 +31,14 @@ test: $(STAMP)
 	$(BIN)/pytest --nbmake --nbmake-timeout=600 book; \
 	status=$$?; rm -rf $$records; exit $$status
 
+# Before the build: every chapter carries its install cell (tools/install_cell.py). After it: the
+# chapter timings, and a check that every page loads only files of the book (MathJax included) and
+# links to no placeholder repository or dead launch button (tools/check_offline_html.py).
 book: $(STAMP)
+	$(BIN)/python tools/install_cell.py --check
 	$(BIN)/jupyter-book build . -W --keep-going
 	$(BIN)/python tools/exec_times.py
+	$(BIN)/python tools/check_offline_html.py _build/html
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
