@@ -73,7 +73,8 @@ class Claim:
 
     ``a`` and ``b`` are the per-seed values (when ``paired``, position ``i`` of both comes from seed
     ``i``); ``name`` is the row label of the verdict table and forest plot; ``units`` is printed after
-    the numbers (e.g. ``"points"``).
+    the numbers (e.g. ``"points"``). ``reference`` names where ``paper_effect`` comes from when the paper
+    reports no size (e.g. ``"the book's smallest effect of interest"``); empty means the paper's own.
     """
 
     name: str
@@ -82,6 +83,7 @@ class Claim:
     paper_effect: float
     paired: bool = False
     units: str = ""
+    reference: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "a", tuple(float(value) for value in _check_values("a", self.a)))
@@ -342,26 +344,28 @@ def describe(name: str, effect: Effect, units: str = "") -> str:
 
 
 def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float, corrected_high: float,
-              corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str) -> str:
+              corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str,
+              reference: str = "") -> str:
     """The verdict of one claim in one English sentence with its numbers (see :func:`judge`)."""
     digits = _decimals(effect.se, abs(effect.estimate), paper_effect)
     unit = f" {units}" if units else ""
+    target = reference or "the paper's"
 
     def signed(x: float) -> str:
         return f"{x:+.{digits}f}"
 
     interval = _interval_text(effect, digits)
     head = (f"{name}: {signed(effect.estimate)}{unit} ({interval}; Holm-adjusted p {_format_p(adjusted_p)}), "
-            f"against {signed(paper_effect)} in the paper")
+            f"against {signed(paper_effect)} " + (f"({reference})" if reference else "in the paper"))
     corrected = f"{100 * corrected_level:.3g}% family-wise interval {signed(corrected_low)} to {signed(corrected_high)}"
     if outcome == REPRODUCED:
-        smaller = (f", though the {corrected} lies below the paper's effect" if corrected_high < paper_effect
+        smaller = (f", though the {corrected} lies below {target}" if corrected_high < paper_effect
                    else "")
         return f"{head}; it differs from zero in the paper's direction{smaller}, so it is reproduced."
     if outcome == CONTRADICTED:
         return f"{head}; the difference goes the opposite way, so it is contradicted."
     if outcome == NOT_REPRODUCED:
-        return (f"{head}; the {corrected} excludes an effect as large as the paper's "
+        return (f"{head}; the {corrected} excludes an effect as large as {target} "
                 f"(smallest detectable: {mde:.{digits}f}{unit}), so it is not reproduced.")
     if not np.isfinite(mde):
         reason = ("fewer than two seeds per side" if min(effect.n_a, effect.n_b) < 2
@@ -369,7 +373,7 @@ def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float
         return f"{head}; the noise cannot be estimated ({reason}), so it is inconclusive."
     if mde > paper_effect:
         return (f"{head}; the smallest effect this run could detect is {mde:.{digits}f}{unit}, "
-                f"larger than the paper's, so it is inconclusive.")
+                f"larger than {target}, so it is inconclusive.")
     return (f"{head}; the {corrected} neither excludes zero nor the paper's effect, so it is inconclusive.")
 
 
@@ -397,7 +401,7 @@ def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, 
                    "corrected_high": float(family.corrected_high[i]), "corrected_level": corrected_level,
                    "mde": float(family.mde[i]), "paper_effect": float(claim.paper_effect),
                    "outcome": str(family.outcome[i])}
-        sentence = _sentence(claim.name, effect, units=claim.units, **numbers)
+        sentence = _sentence(claim.name, effect, units=claim.units, reference=claim.reference, **numbers)
         verdicts.append(Verdict(name=claim.name, effect=effect, alpha=alpha, family_size=family_size,
                                 units=claim.units, sentence=sentence, **numbers))
     return verdicts

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dstlib import experiments, sparse
+from dstlib import experiments, sparse, stats
 from dstlib.experiments import hard_samples as chapter
 
 
@@ -67,9 +67,10 @@ def _engine(method, config, density=0.1, **kwargs):
 
 
 def test_each_method_gets_the_papers_engine_settings():
-    config = experiments.resolve("hard_samples", "tutorial")  # 15 epochs, update every epoch
+    config = experiments.resolve("hard_samples", "tutorial")  # update every epoch
     _, set_engine = _engine("set", config)
-    assert set_engine.prune == "set" and set_engine.grow == "random" and set_engine.update_every == round(100 / 15)
+    assert (set_engine.prune, set_engine.grow) == ("set", "random")
+    assert set_engine.update_every == round(100 / config.epochs)
     _, gmp = _engine("gmp", config)
     assert (gmp.prune_begin, gmp.prune_end) == (10, 80)
     _, erk = _engine("erk_random", config)
@@ -126,6 +127,8 @@ def test_claims_pair_by_seed_in_the_right_setting():
     robust = claims["SET - dense, adversarial (robust accuracy), sparsity 0.9"]
     assert np.subtract(robust.a, robust.b).tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0])
     assert all(c.paper_effect == chapter.EFFECT_OF_INTEREST for c in claims.values())
+    sentence = stats.judge([erk])[0].sentence
+    assert "(the book's smallest effect of interest)" in sentence and "in the paper" not in sentence
 
 
 def test_gaps_to_dense_per_setting():

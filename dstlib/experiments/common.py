@@ -285,8 +285,9 @@ def align_by_seed(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paired_claim(frame: pd.DataFrame, metric: str, better: Mapping[str, Any], worse: Mapping[str, Any], *,
-                 name: str, paper_effect: float, units: str = "points", scale: float = 100.0) -> stats.Claim | None:
+                 name: str, paper_effect: float, units: str = "points", scale: float = 100.0,
+                 reference: str = "") -> stats.Claim | None:
     """The claim "runs ``better`` beat runs ``worse`` on ``metric``", paired by seed; ``None`` when they
-    share no seed."""
+    share no seed. ``reference``: see :class:`dstlib.stats.Claim`."""
     a, b = paired_values(frame, metric, better, worse, scale)
-    return stats.Claim(name, a, b, paper_effect, paired=True, units=units) if len(a) else None
+    return stats.Claim(name, a, b, paper_effect, paired=True, units=units, reference=reference) if len(a) else None
