@@ -75,9 +75,9 @@ class EpochSampler(Protocol):
 
     ``num_selected(n)`` is how many of ``n`` samples an epoch uses (fixed, so the LR schedule and the
     sparsity engine know the number of steps in advance). ``select(epoch, losses, generator)`` returns
-    the indices ``(num_selected,)`` for ``epoch`` (1-based); ``losses`` is the ``(n,)`` tensor of the
-    per-sample training losses of the previous epoch (NaN for samples it did not use), ``None`` before
-    the first epoch.
+    the indices ``(num_selected,)`` for ``epoch`` (1-based); ``losses`` is the ``(n,)`` tensor of each
+    sample's most recent training loss, recorded in the training forward pass of the last epoch that
+    used it (NaN for a sample never trained on yet: all NaN before the first epoch).
     """
 
     def num_selected(self, num_samples: int) -> int: ...
@@ -291,8 +291,12 @@ class PerSampleRecorder:
         for name, total in self._sums.items():
             self.rows[name].append((total / self._counts).float())  # 0 / 0 = NaN for unused samples
 
-    def latest(self, name: str) -> Tensor | None:
-        return self.rows[name][-1] if self.rows[name] else None
+    def most_recent(self, name: str) -> Tensor:
+        """``(num_samples,)``: each sample's value in the last epoch that recorded it (NaN if none did)."""
+        values = torch.full((self.num_samples,), float("nan"))
+        for row in self.rows[name]:
+            values = torch.where(row.isnan(), values, row)
+        return values
 
     def stacked(self) -> dict[str, Tensor]:
         return {name: torch.stack(rows) if rows else torch.empty(0, self.num_samples)
@@ -446,8 +450,7 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
         if sampler is None:
             order = torch.randperm(len(source), generator=shuffle)
         else:
-            previous = recorder.latest("loss") if recorder is not None else None
-            chosen = torch.as_tensor(sampler.select(epoch, previous, shuffle), dtype=torch.long)
+            chosen = torch.as_tensor(sampler.select(epoch, recorder.most_recent("loss"), shuffle), dtype=torch.long)
             order = chosen[torch.randperm(len(chosen), generator=shuffle)]
         for start in range(0, len(order), batch_size):
             global_index = order[start:start + batch_size]

@@ -142,37 +142,37 @@ def test_sliding_window_evaluation_matches_a_whole_volume_pass_for_a_local_model
 # ---- per-sample records and a per-epoch sampler ----------------------------------------------------------
 
 class KeepHardest:
-    """Every epoch after the first, train on the half of the samples with the largest previous loss."""
+    """Every epoch, train on the half of the samples with the largest most recent loss (unseen ones last)."""
 
-    def __init__(self, num_samples):
-        self.num_samples = num_samples
+    def __init__(self):
         self.seen = []
 
     def num_selected(self, num_samples):
         return num_samples // 2
 
     def select(self, epoch, losses, generator):
-        self.seen.append(None if losses is None else losses.clone())
-        if losses is None:
-            return torch.randperm(self.num_samples, generator=generator)[: self.num_samples // 2]
+        self.seen.append(losses.clone())
+        if losses.isnan().all():
+            return torch.randperm(len(losses), generator=generator)[: len(losses) // 2]
         return torch.nan_to_num(losses, nan=-1.0).argsort(descending=True)[: len(losses) // 2]
 
 
-def test_a_sampler_chooses_each_epoch_from_the_previous_epochs_losses():
+def test_a_sampler_chooses_each_epoch_from_the_most_recent_losses():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 2, (64,), generator=g)
-    sampler = KeepHardest(64)
+    sampler = KeepHardest()
     correct = {"correct": lambda task, outputs, batch: (outputs.argmax(1) == task.targets(batch)).float()}
     result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), sampler=sampler,
                        record=correct, epochs=3, batch_size=8, lr=0.1, device="cpu")
     losses = result.per_sample["loss"]
     assert result.steps == 3 * 4 and result.samples_seen == 3 * 32
-    assert sampler.seen[0] is None
-    for epoch in (1, 2):  # the sampler saw exactly the losses recorded in the previous epoch
-        assert torch.equal(sampler.seen[epoch].isnan(), losses[epoch - 1].isnan())
-        assert torch.allclose(sampler.seen[epoch].nan_to_num(), losses[epoch - 1].nan_to_num())
+    assert sampler.seen[0].isnan().all() and len(sampler.seen[0]) == 64
+    for epoch in (1, 2):  # the sampler saw each sample's loss from the last epoch that trained on it
+        expected = losses[0] if epoch == 1 else torch.where(losses[1].isnan(), losses[0], losses[1])
+        assert torch.equal(sampler.seen[epoch].isnan(), expected.isnan())
+        assert torch.allclose(sampler.seen[epoch].nan_to_num(), expected.nan_to_num())
         chosen = ~losses[epoch].isnan()
-        previous = losses[epoch - 1].nan_to_num(-1.0)
+        previous = expected.nan_to_num(-1.0)
         assert previous[chosen].min() >= previous[~chosen].max()  # the hardest half was trained on
     assert int((~result.per_sample["correct"][0].isnan()).sum()) == 32
     assert set(result.per_sample["correct"][0].nan_to_num(0.5).unique().tolist()) <= {0.0, 0.5, 1.0}
