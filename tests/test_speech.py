@@ -3,6 +3,7 @@
 import math
 import re
 import sys
+import time
 import types
 
 import numpy as np
@@ -13,11 +14,20 @@ from torch.utils.data import DataLoader
 
 import dstlib.data as data
 from dstlib.data import speech
-from dstlib.data.speech import CharTokenizer, hz_to_mel, log_mel, mel_filterbank, mel_to_hz
+from dstlib.data.speech import (
+    CharTokenizer,
+    hz_to_mel,
+    log_mel,
+    mel_filterbank,
+    mel_to_hz,
+    standardize_utterances,
+    voice_family,
+)
 from dstlib.models import ctc_greedy_decode
 
 SMALL = {"words": ("one", "two", "three"), "voices": ("en", "en-us", "en-GB-x-rp"), "rates": (140, 180),
          "pitches": (50,)}
+FAMILIES = ("en", "en+f4", "en-US", "en-us+klatt", "en-us+f1", "en-US-nyc", "en-029")  # 4 families
 
 
 # --- synthesis ---------------------------------------------------------------------------------------------
@@ -36,6 +46,17 @@ def test_each_engine_repeats_the_same_sequence_exactly():
     with speech.ESpeak() as first, speech.ESpeak() as second:
         heard = [first.synthesize(*utterance) for utterance in sequence]
         assert all(np.array_equal(a, second.synthesize(*u)) for a, u in zip(heard, sequence, strict=True))
+
+
+def test_voices_repeat_in_engines_opened_at_different_times():
+    # Variants with `breath` (en+f3, en-us+f2) draw noise from a generator that espeak_Initialize seeds with
+    # the time in seconds; ESpeak reseeds it with 0.
+    heard = []
+    for attempt in range(2):
+        time.sleep(1.0 * attempt)
+        with speech.ESpeak() as engine:
+            heard.append([engine.synthesize("seven", voice, 160, 50) for voice in (*speech.VOICES, "en+f3")])
+    assert all(np.array_equal(a, b) for a, b in zip(*heard, strict=True))
 
 
 @pytest.mark.parametrize("voice", ["en-gb", "en+no-such-variant", "xx"])
@@ -116,6 +137,28 @@ def test_log_mel_keeps_batch_shape_dtype_and_rejects_integers():
         log_mel(torch.zeros(1600, dtype=torch.int16), 16000)
 
 
+def test_standardized_utterances_have_zero_mean_unit_std_over_valid_frames_only():
+    generator = torch.Generator().manual_seed(0)
+    features = 20 * torch.randn(3, 5, 12, generator=generator) - 40
+    features[1, 2] = -80.0  # a silent channel
+    lengths = torch.tensor([12, 7, 2])
+    out = standardize_utterances(features, lengths)
+    for row, length in enumerate(lengths.tolist()):
+        valid = out[row, :, :length]
+        torch.testing.assert_close(valid.mean(dim=1), torch.zeros(5), atol=1e-5, rtol=0)
+        expected_std = torch.ones(5)
+        if row == 1:
+            expected_std[2] = 0.0  # stays 0, no division by zero
+        torch.testing.assert_close(valid.std(dim=1, unbiased=False), expected_std, atol=1e-4, rtol=0)
+        assert (out[row, :, length:] == 0).all()
+    # Longer padding, whatever it holds, changes nothing; standardising again changes nothing.
+    padded = torch.cat([features, torch.full((3, 5, 9), 1e3)], dim=2)
+    torch.testing.assert_close(standardize_utterances(padded, lengths)[:, :, :12], out)
+    torch.testing.assert_close(standardize_utterances(out, lengths), out, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="lengths"):
+        standardize_utterances(features, torch.tensor([12, 13, 2]))
+
+
 # --- CTC characters ----------------------------------------------------------------------------------------
 def test_tokenizer_round_trip_and_decoding_a_best_path():
     tokenizer = CharTokenizer()
@@ -139,11 +182,49 @@ def test_spoken_words_shapes_labels_and_voice_split(tmp_path):
     test = data.load("spoken_words", "test", root=tmp_path, test_fraction=0.34, **SMALL).tensors
     x, y = train
     assert x.dtype == torch.float32 and x.shape[:2] == (12, 40) and y.dtype == torch.int64
-    assert test[0].shape == (6, 40, x.shape[2])  # one held-out voice: 3 words x 2 rates
+    assert test[0].shape == (6, 40, x.shape[2])  # one held-out family of one voice: 3 words x 2 rates
     assert y.bincount().tolist() == [4, 4, 4] and test[1].bincount().tolist() == [2, 2, 2]
     assert torch.isfinite(x).all()
     # Frames are 10 ms: the longest word lasts 0.2..1 s.
     assert 20 <= x.shape[2] <= 101
+
+
+def test_voice_families_are_case_insensitive_base_names():
+    families = [voice_family(voice) for voice in FAMILIES]
+    assert families == ["en", "en", "en-us", "en-us", "en-us", "en-us-nyc", "en-029"]
+    assert len({voice_family(voice) for voice in speech.VOICES}) == 5
+
+
+@pytest.mark.parametrize("voices", [FAMILIES, speech.VOICES])
+def test_held_out_families_have_no_voice_in_training(voices):
+    num_families = len({voice_family(voice) for voice in voices})
+    splits = set()
+    for seed in range(6):
+        test = speech.held_out_voices(voices, 0.3, seed)
+        train = [voice for voice in voices if voice not in test]
+        test_families, train_families = {voice_family(v) for v in test}, {voice_family(v) for v in train}
+        assert len(test_families) == round(0.3 * num_families) and train
+        assert not test_families & train_families, seed
+        splits.add(test)
+    assert len(splits) > 1  # the seed picks the families
+
+
+def test_the_voice_split_holds_out_whole_families(tmp_path):
+    options = {"words": ("one",), "voices": FAMILIES, "rates": (140,), "pitches": (50,), "test_fraction": 0.3}
+    utterances = [("one", voice, 140, 50) for voice in FAMILIES]  # the loader's grid, in order
+    every = speech.synthesize_features(utterances)[0]
+    for seed in range(5):  # held out: families of one, two and three voices
+        train = data.load("spoken_words", "train", root=tmp_path, seed=seed, **options).tensors[0]
+        test = data.load("spoken_words", "test", root=tmp_path, seed=seed, **options).tensors[0]
+        held_out = torch.tensor([voice in speech.held_out_voices(FAMILIES, 0.3, seed) for voice in FAMILIES])
+        assert torch.equal(test, every[held_out]) and torch.equal(train, every[~held_out])
+
+
+def test_the_voice_split_needs_two_families(tmp_path):
+    one_family = {**SMALL, "voices": ("en-us", "en-US+f1", "en-us+klatt")}
+    with pytest.raises(ValueError, match=re.escape(f"voices={one_family['voices']!r}: allowed voices of 2 families")):
+        data.load("spoken_sentences", "train", root=tmp_path, num_utterances=4, **one_family)
+    assert len(data.load("spoken_words", "test", root=tmp_path, split_by="random", **one_family)) == 4
 
 
 def test_random_split_is_a_seeded_fraction_and_noise_depends_on_seed(tmp_path):
@@ -172,6 +253,19 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(speech.corpora, "synthesize_features", must_not_run)
     again = data.load("spoken_sentences", "test", root=tmp_path, num_utterances=6, **SMALL)
     assert all(torch.equal(a, b) for a, b in zip(first.tensors, again.tensors, strict=True))
+
+
+def test_sentences_are_standardized_per_utterance_after_the_noise(tmp_path):
+    options = {**SMALL, "num_utterances": 6, "split_by": "random", "noise": 0.3}
+    raw, raw_lengths, _, _ = data.load("spoken_sentences", "train", root=tmp_path, standardize=False,
+                                       **options).tensors
+    x, x_lengths, _, _ = data.load("spoken_sentences", "train", root=tmp_path, **options).tensors
+    assert torch.equal(x_lengths, raw_lengths) and raw.min() < -20  # dB without standardisation
+    torch.testing.assert_close(x, standardize_utterances(raw, raw_lengths))
+    for row, length in enumerate(x_lengths.tolist()):
+        torch.testing.assert_close(x[row, :, :length].mean(dim=1), torch.zeros(40), atol=1e-4, rtol=0)
+        torch.testing.assert_close(x[row, :, :length].std(dim=1, unbiased=False), torch.ones(40), atol=1e-3, rtol=0)
+        assert (x[row, :, length:] == 0).all()
 
 
 def test_sentences_have_transcripts_lengths_and_train_with_ctc(tmp_path):
@@ -253,3 +347,5 @@ def test_package_reexports_its_modules_and_registers_its_datasets():
     assert not hasattr(speech.CharTokenizer, "ctc_decode")  # one greedy decoder: dstlib.models.ctc_greedy_decode
     assert {"spoken_words", "spoken_sentences", "librispeech"} <= set(data.names())
     assert speech.features.window_and_hop(16000) == (400, 160)
+    assert speech.standardize_utterances is features.standardize_utterances
+    assert speech.held_out_voices is corpora.held_out_voices and speech.voice_family is corpora.voice_family

@@ -1,4 +1,5 @@
-"""The log-mel front end, in torch: Slaney mel scale and filterbank (librosa's defaults), log-mel in dB."""
+"""The log-mel front end, in torch: Slaney mel scale and filterbank (librosa's defaults), log-mel in dB,
+per-utterance standardisation."""
 
 from __future__ import annotations
 
@@ -83,3 +84,27 @@ def log_mel(waveforms: torch.Tensor, sample_rate: int, n_fft: int = 400, hop: in
     if top_db is not None:
         decibels = torch.maximum(decibels, decibels.amax(dim=(-2, -1), keepdim=True) - top_db)
     return decibels.reshape(*batch_shape, n_mels, decibels.shape[-1])
+
+
+def standardize_utterances(features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each utterance to zero mean and unit variance per mel channel over its valid frames:
+    ``(N, n_mels, T)`` features, ``(N,)`` valid frame counts -> ``(N, n_mels, T)``.
+
+    Utterance ``n`` keeps frames ``t < lengths[n]``, standardised with the mean and (population) variance
+    of those frames, ``(x - mean) / sqrt(var + eps)`` (a constant, silent channel becomes 0); its padding
+    frames are set to 0. The statistics ignore padding, so they do not depend on how long the batch is,
+    and standardising twice changes nothing beyond the ``eps`` (a factor ``1 / sqrt(1 + eps)``).
+    """
+    frames = features.shape[-1]
+    checks.require(torch.is_floating_point(features) and features.dim() == 3 and lengths.shape == features.shape[:1],
+                   "(features.dtype, features.shape, lengths.shape)",
+                   (features.dtype, tuple(features.shape), tuple(lengths.shape)),
+                   "floating-point features (N, n_mels, T) and lengths (N,)")
+    checks.require(bool(((lengths >= 1) & (lengths <= frames)).all()), "lengths", lengths.tolist(),
+                   f"frame counts in [1, T = {frames}]")
+    valid = (torch.arange(frames, device=features.device) < lengths[:, None])[:, None, :]
+    count = lengths[:, None, None].to(features.dtype)
+    mean = torch.where(valid, features, 0.0).sum(dim=2, keepdim=True) / count
+    centred = torch.where(valid, features - mean, 0.0)
+    variance = centred.square().sum(dim=2, keepdim=True) / count
+    return centred / torch.sqrt(variance + eps)

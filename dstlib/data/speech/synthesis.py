@@ -30,8 +30,9 @@ class ESpeak:
 
     eSpeak keeps state in C statics from one utterance to the next (the phase of its pitch flutter,
     for one), and ``espeak_Initialize`` does not reset it. Each ``ESpeak`` therefore loads its own copy
-    of the library, so what it says depends only on what it said since it was opened: a fixed list of
-    utterances always gives the same samples. Use as a context manager (``close`` unloads the copy).
+    of the library, and seeds its noise generator (breath, in variants such as ``+f3``) with 0, so what it
+    says depends only on what it said since it was opened: a fixed list of utterances always gives the
+    same samples. Use as a context manager (``close`` unloads the copy).
 
     ``synthesize(text, voice, rate, pitch)`` returns mono int16 samples at :attr:`sample_rate` (22,050).
     Voices are names the library resolves (``"en"``, ``"en-us"``, ``"en-GB-scotland"``, ``"en-GB-x-rp"``,
@@ -54,12 +55,14 @@ class ESpeak:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._lib = lib
         self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self._data).encode(),
                                                  _INITIALIZE_DONT_EXIT)
         if self.sample_rate <= 0:
             self.close()
             raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate}) with data at {self._data}")
+        lib.espeak_ng_SetRandSeed(0)  # espeak_Initialize seeds the breath noise of variants with the clock
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # keep a reference: the library holds a raw pointer
         lib.espeak_SetSynthCallback(self._callback)
