@@ -407,6 +407,64 @@ def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, 
     return verdicts
 
 
+@dataclass(frozen=True)
+class Equivalence:
+    """A judged "``a`` matches ``b`` within ``margin``" claim (see :func:`equivalence`).
+
+    ``low``/``high`` bound the interval of ``a - b`` at ``level`` = ``1 - 2 alpha / family_size`` (the two
+    one-sided tests); ``outcome`` is one of :data:`OUTCOMES` (never "not reproduced")."""
+
+    name: str
+    effect: Effect
+    margin: float
+    alpha: float
+    family_size: int
+    low: float
+    high: float
+    level: float
+    outcome: str
+    units: str
+    sentence: str
+
+
+def equivalence(name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool = False,
+                alpha: float = 0.05, family_size: int = 1, units: str = "") -> Equivalence:
+    """Does ``a`` match ``b``, i.e. is ``|mean(a) - mean(b)| < margin``? Two one-sided t-tests (Schuirmann,
+    1987) at ``alpha / family_size`` (Bonferroni over the chapter's family of claims), read off the
+    ``1 - 2 alpha'`` interval of ``a - b``:
+
+    - ``"reproduced"``: the interval lies inside ``(-margin, margin)``: the two match within the margin;
+    - ``"contradicted"``: the two-sided ``1 - alpha'`` interval lies entirely beyond ``-margin`` or
+      ``+margin``: they differ by more than the margin;
+    - ``"inconclusive"``: anything else, including an undefined spread.
+    """
+    alpha = _check_probability("alpha", alpha)
+    if not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin={margin!r}: allowed a finite number > 0")
+    if not (isinstance(family_size, numbers.Integral) and family_size >= 1):
+        raise ValueError(f"family_size={family_size!r}: allowed an integer >= 1")
+    corrected = alpha / family_size
+    effect = difference(a, b, paired=paired, level=1 - 2 * corrected)
+    outer_low, outer_high = (float(x) for x in t_interval(effect.estimate, effect.se, effect.dof, 1 - corrected))
+    outcome = INCONCLUSIVE
+    if -margin < effect.low and effect.high < margin:
+        outcome = REPRODUCED
+    elif outer_low > margin or outer_high < -margin:
+        outcome = CONTRADICTED
+    digits = _decimals(effect.se, abs(effect.estimate), margin)
+    unit = f" {units}" if units else ""
+    reason = {REPRODUCED: "it lies inside the margin, so the match is reproduced",
+              CONTRADICTED: "the difference exceeds the margin, so the match is contradicted",
+              INCONCLUSIVE: "it is not inside the margin, so the match is inconclusive"}[outcome]
+    interval = (f"{effect.level:.3g} interval {effect.low:+.{digits}f} to {effect.high:+.{digits}f}"
+                if np.isfinite(effect.low) else "no interval: the spread over seeds is undefined")
+    sentence = (f"{name}: {effect.estimate:+.{digits}f}{unit} against a margin of +/-{margin:.{digits}f}{unit} "
+                f"({interval}); {reason}.")
+    return Equivalence(name=name, effect=effect, margin=float(margin), alpha=alpha, family_size=family_size,
+                       low=effect.low, high=effect.high, level=effect.level, outcome=outcome, units=units,
+                       sentence=sentence)
+
+
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     """One row per claim: claim, estimate, low, high (at the effect's level), adjusted_p, mde,
     paper_effect, outcome."""

@@ -306,3 +306,31 @@ def test_forest_has_one_row_per_verdict_and_survives_nan_intervals():
     _, ax = plt.subplots()
     assert plotting.forest(verdicts, ax=ax) is ax.figure
     plt.close(ax.figure)
+
+
+# ---- equivalence: "a matches b within a margin" ---------------------------------------------------------
+
+def test_equivalence_reproduces_a_match_contradicts_a_gap_and_stays_inconclusive_without_power():
+    rng = np.random.default_rng(0)
+    base = rng.normal(20.0, 1.0, 8)
+    close = stats.equivalence("70% vs full", base + rng.normal(0.05, 0.05, 8), base, margin=0.5, paired=True,
+                              units="points")
+    assert close.outcome == stats.REPRODUCED and -0.5 < close.low < close.high < 0.5
+    assert close.level == pytest.approx(0.9) and "so the match is reproduced" in close.sentence
+    far = stats.equivalence("gap", base + 2.0 + rng.normal(0, 0.05, 8), base, margin=0.5, paired=True)
+    assert far.outcome == stats.CONTRADICTED
+    noisy = stats.equivalence("noisy", base + rng.normal(0, 3.0, 8), base, margin=0.5, paired=True)
+    assert noisy.outcome == stats.INCONCLUSIVE
+    # Bonferroni over a family of 4: the interval widens to 1 - 2 * 0.05 / 4
+    wide = stats.equivalence("70% vs full", base + 0.05, base + rng.normal(0, 0.05, 8), margin=0.5, paired=True,
+                             family_size=4)
+    assert wide.level == pytest.approx(0.975)
+    flat = stats.equivalence("flat", [1.0, 1.0], [1.0, 1.0], margin=0.5, paired=True)
+    assert flat.outcome == stats.INCONCLUSIVE and "undefined" in flat.sentence
+
+
+@pytest.mark.parametrize(("option", "value"), [("margin", 0.0), ("margin", float("nan")), ("family_size", 0)])
+def test_equivalence_rejects_bad_options_by_name(option, value):
+    kwargs = {"margin": 1.0, option: value}
+    with pytest.raises(ValueError, match=f"{option}="):
+        stats.equivalence("x", [1.0, 2.0], [1.0, 2.5], **kwargs)
