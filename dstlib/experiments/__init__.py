@@ -17,6 +17,7 @@ CHAPTERS = {
     "dst_from_scratch": "dstlib.experiments.dst_from_scratch",
     "corruption_robustness": "dstlib.experiments.corruption_robustness",
     "hard_samples": "dstlib.experiments.hard_samples",
+    "dynamic_data_pruning": "dstlib.experiments.dynamic_data_pruning",
 }
 
 
