@@ -7,6 +7,7 @@ defaulted (``defaults``); every other keyword of ``SparseEngine`` can be passed 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from dstlib import checks
 from dstlib.sparse.distributions import Distribution
 from dstlib.sparse.engine import SparseEngine
+from dstlib.sparse.granularity import RegionGroups
 
 
 class _Preset(SparseEngine):
@@ -177,6 +179,53 @@ class Static(_Preset):
         super().__init__(model, optimizer, density=density, masks=masks, total_steps=total_steps, **options)
 
 
+class DSN(_Preset):
+    """DSN (Xiao et al. 2022): region-constrained DST of a model's large 1-D kernels, DSN's recipe in one call.
+
+    * Sparse: the weight of every ``nn.Conv1d`` whose kernel has at least :attr:`MIN_KERNEL` taps (DSN keeps
+      shorter ones, the 1x1 bottlenecks and the head, dense).
+    * Granularity: :class:`~dstlib.sparse.granularity.RegionGroups` with the modules' own ``out_groups``
+      (the model is the one source of truth; 3 when a module does not say) and DSN's shortest-taps-first
+      fill (``remain_sort``).
+    * ``density`` is the density *inside the regions*, the same in every layer (DSN: 0.2 on UCR, 0.1 on UEA);
+      a layer's density is then ``density * mean(r_g) / k`` (0.133 for k = 39, 3 groups):
+      :attr:`region_density` and :attr:`density` report the two.
+    * Fixed ``prune="magnitude"``; defaults ``grow="random"`` inside the region, ``distribution="uniform"``,
+      drop fraction 0.5 cosine-annealed to 0.001, topology frozen after 80% of ``total_steps``
+      (``update_end``); DSN updates every 5 epochs (``update_every_epochs=5, steps_per_epoch=...``).
+
+    Example::
+
+        engine = dstlib.sparse.DSN(model, optimizer, density=0.2, total_steps=epochs * len(loader),
+                                   update_every_epochs=5, steps_per_epoch=len(loader))
+    """
+
+    MIN_KERNEL = 5
+    fixed: ClassVar[dict[str, Any]] = {"prune": "magnitude"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "random", "drop_fraction": 0.5, "drop_fraction_min": 0.001}
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any) -> None:
+        large = {name: module for name, module in model.named_modules()
+                 if isinstance(module, nn.Conv1d) and module.kernel_size[0] >= self.MIN_KERNEL}
+        groups = sorted({getattr(module, "out_groups", 3) for module in large.values()})
+        checks.require(len(groups) <= 1, "out_groups", groups, "the same number of groups in every large kernel")
+        checks.require(bool(large) or "include" in options, "model", type(model).__name__,
+                       f"a model with nn.Conv1d kernels of at least {self.MIN_KERNEL} taps")
+        options.setdefault("granularity", RegionGroups(groups[0] if groups else 3, fill="first_taps"))
+        options.setdefault("distribution", "uniform")
+        if "include" not in options and "masks" not in options:
+            options["include"] = [f"^{re.escape(name)}\\.weight$" for name in large]
+        total_steps = options.get("total_steps")
+        if "update_end" not in options and isinstance(total_steps, int):
+            options["update_end"] = int(0.8 * total_steps)
+        super().__init__(model, optimizer, **options)
+
+    @property
+    def region_density(self) -> float:
+        """Active weights over the weights the regions allow (DSN's ``density``)."""
+        return self._active_weights() / self._capacity
+
+
 METHODS: dict[str, type[SparseEngine]] = {
     "set": SET,
     "rigl": RigL,
@@ -184,6 +233,7 @@ METHODS: dict[str, type[SparseEngine]] = {
     "granet": GraNet,
     "gmp": GMP,
     "static": Static,
+    "dsn": DSN,
 }
 """Preset classes by (lower-case) name, for configuration files."""
 
