@@ -1,19 +1,34 @@
-"""UCR / UEA time-series classification sets: sktime's bundled copies offline, the UCR archive from disk.
+"""Time-series classification sets: UCR/UEA problems (sktime's bundled copies, the archives on disk), motifs.
 
-One registry entry, ``"ucr"``, with the problem chosen by ``problem=`` (``load("ucr", problem="GunPoint")``;
-not ``name=``, which is the registry name itself).
-Where a problem comes from, in order:
+Three registry entries; the problem is chosen by ``problem=`` (``load("ucr", problem="GunPoint")``; not
+``name=``, which is the registry name itself):
 
-1. sktime 1.2.0 bundles ACSF1, ArrowHead, BasicMotions, GunPoint, ItalyPowerDemand, JapaneseVowels,
-   OSULeaf, PLAID and UnitTest; they are read with ``load_UCR_UEA_dataset`` from the package folder
-   (it never downloads a bundled problem).
-2. Otherwise ``root/ucr/<Name>/<Name>_TRAIN.{tsv,ts,txt}`` and ``_TEST.*``: the UCR 2018 archive layout
-   (``.tsv``: one series per line, label first, tab separated, trailing ``NaN`` padding for
-   varying lengths), the UEA ``.ts`` format, or the older whitespace/comma separated ``.txt``.
-3. Otherwise :class:`DatasetNotAvailable` says where to download the archive and where to put it.
+* ``"ucr"``: a UCR/UEA problem from sktime's bundled copy when there is one, else from the archive on disk.
+* ``"ucr_archive"``: a problem of the full UCR 2018 (128 univariate) or UEA 2018 (30 multivariate) archive,
+  always read from disk (never sktime's copy), for the ``paper`` profile.
+* ``"motifs"``: a synthetic task whose classes are decided by motifs of very different widths
+  (:func:`load_motifs`), so that the receptive field matters by construction.
 
-Labels become 0..C-1 by sorting the label names of train and test together (numerically when every
-name is a number), so both splits agree. Inputs are ``(N, C, L)`` float32.
+Where a UCR/UEA problem comes from, in order:
+
+1. ``"ucr"`` only: sktime 1.2.0 bundles ACSF1, ArrowHead, BasicMotions, GunPoint, ItalyPowerDemand,
+   JapaneseVowels, OSULeaf, PLAID and UnitTest; they are read with ``load_UCR_UEA_dataset`` from the
+   package folder (it never downloads a bundled problem).
+2. ``<Name>_TRAIN.{tsv,ts,txt}`` and ``_TEST.*`` in the first of these folders under ``root/ucr`` that holds
+   both: ``<Name>/`` (one problem put there by hand), ``UCRArchive_2018/<Name>/`` (:data:`UCR_ARCHIVE_ZIP`
+   unzipped into ``root/ucr``; a password-protected zip, password ``someone`` as stated on
+   :data:`UCR_ARCHIVE_URL`) and ``Multivariate_ts/<Name>/`` (:data:`UEA_ARCHIVE_ZIP` unzipped into
+   ``root/ucr``). Formats: ``.tsv`` (UCR 2018: one series per line, label first, tab separated, trailing
+   ``NaN`` padding for varying lengths), ``.ts`` (UEA, read with sktime's ``load_from_tsfile``) or the
+   older whitespace/comma separated ``.txt``. Neither archive publishes a checksum, so none is checked and
+   the zips are not read directly: only the extracted folders.
+3. Otherwise :class:`DatasetNotAvailable` says where to download the archives and where to put them.
+
+Values are kept as the archive ships them by default (``normalize="none"``, as DSN loads them: the UCR
+2015 series were z-normalised by the archive itself, the UEA series are not, and neither is re-normalised);
+``normalize="series"`` z-normalises every series and channel on its own. Labels become 0..K-1 by sorting
+the K label names of train and test together (numerically when every name is a number), so both splits
+agree. Inputs are ``(N, C, L)`` float32 (C channels), targets ``(N,)`` int64.
 """
 
 from __future__ import annotations
@@ -30,8 +45,11 @@ from dstlib import checks
 from dstlib.data.registry import SPLITS, DatasetNotAvailable, DatasetSpec, cached, register
 
 UCR_ARCHIVE_URL = "https://www.cs.ucr.edu/~eamonn/time_series_data_2018/"
+UCR_ARCHIVE_ZIP = UCR_ARCHIVE_URL + "UCRArchive_2018.zip"
+UEA_ARCHIVE_ZIP = "https://www.timeseriesclassification.com/aeon-toolkit/Archives/Multivariate2018_ts.zip"
+ARCHIVE_FOLDERS = ("", "UCRArchive_2018", "Multivariate_ts")
 ARCHIVE_SUFFIXES = (".tsv", ".ts", ".txt")
-NORMALIZATIONS = ("series", "none")
+NORMALIZATIONS = ("none", "series")
 UNEQUAL_LENGTH = ("pad", "error")
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -45,12 +63,18 @@ def sktime_bundled_folder(name: str) -> Path | None:
     return folder if (folder / f"{name}_TRAIN.ts").is_file() else None
 
 
-def archive_file(root: Path, name: str, split: str) -> Path | None:
-    """``root/ucr/<name>/<name>_<SPLIT>`` with the first suffix of :data:`ARCHIVE_SUFFIXES` found."""
-    for suffix in ARCHIVE_SUFFIXES:
-        path = Path(root) / "ucr" / name / f"{name}_{split.upper()}{suffix}"
-        if path.is_file():
-            return path
+def archive_files(root: Path, name: str) -> dict[str, Path] | None:
+    """``{"train": path, "test": path}`` of problem ``name`` in the first archive folder holding both, else ``None``.
+
+    Looks in ``root/ucr/<name>``, ``root/ucr/UCRArchive_2018/<name>`` and ``root/ucr/Multivariate_ts/<name>``
+    for ``<name>_TRAIN<suffix>`` and ``<name>_TEST<suffix>``, suffixes in the order of :data:`ARCHIVE_SUFFIXES`.
+    """
+    for subfolder in ARCHIVE_FOLDERS:
+        folder = Path(root) / "ucr" / subfolder / name
+        for suffix in ARCHIVE_SUFFIXES:
+            files = {part: folder / f"{name}_{part.upper()}{suffix}" for part in SPLITS}
+            if all(path.is_file() for path in files.values()):
+                return files
     return None
 
 
@@ -138,40 +162,35 @@ def _stack(series: list[np.ndarray], length: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _missing_message(name: str, root: Path) -> str:
-    folder = Path(root) / "ucr" / name
-    return (f"UCR/UEA problem {name!r} is not bundled with sktime and not on disk. Download the UCR "
-            f"archive (UCRArchive_2018.zip) from {UCR_ARCHIVE_URL} (a manual download: the zip is password "
-            "protected, the password is in the briefing document on that page, so no sha256 is checked) and "
-            f"unpack it so that {folder}/{name}_TRAIN.tsv and {name}_TEST.tsv exist (UEA .ts files from "
-            "timeseriesclassification.com work too), or set DSTLIB_DATA to a folder holding "
-            f"ucr/{name}/.")
+def _missing_message(name: str, root: Path, bundled_first: bool) -> str:
+    folder = Path(root) / "ucr"
+    where = " is not bundled with sktime and" if bundled_first else ""
+    return (f"UCR/UEA problem {name!r}{where} is not on disk. Univariate (UCR 2018): download {UCR_ARCHIVE_ZIP} "
+            f"(password protected, password 'someone' as stated on {UCR_ARCHIVE_URL}) and run "
+            f"'unzip -P someone UCRArchive_2018.zip -d {folder}' so that "
+            f"{folder}/UCRArchive_2018/{name}/{name}_TRAIN.tsv and _TEST.tsv exist. Multivariate (UEA 2018): "
+            f"download {UEA_ARCHIVE_ZIP} and run 'unzip Multivariate2018_ts.zip -d {folder}' so that "
+            f"{folder}/Multivariate_ts/{name}/{name}_TRAIN.ts and _TEST.ts exist. A single problem can also go "
+            f"in {folder / name}/ ({name}_TRAIN.tsv, .ts or .txt). Neither archive publishes a checksum, so no "
+            "sha256 is checked and only extracted folders are read. Or set DSTLIB_DATA to a folder holding ucr/.")
 
 
-def load_ucr(split: str, root: Path, download: bool = False, problem: str = "GunPoint",
-             normalize: str = "series", unequal_length: str = "pad") -> TensorDataset:
-    """One UCR/UEA classification problem: ``x: (N, C, L)`` float32 and ``y: (N,)`` int64 in 0..C-1.
-
-    ``normalize="series"`` z-normalises every series and channel on its own (the UCR convention);
-    ``"none"`` keeps the raw values. Unequal-length problems (JapaneseVowels, PLAID) are zero-padded at
-    the end, after normalisation, to the longest series of both splits (``unequal_length="pad"``) or
-    rejected (``"error"``). ``download`` is ignored: the UCR archive is a manual download.
-    """
-    del download
+def _load_problem(split: str, root: Path, problem: str, normalize: str, unequal_length: str,
+                  bundled_first: bool) -> TensorDataset:
+    """The body of :func:`load_ucr` and :func:`load_ucr_archive`; ``bundled_first`` tries sktime's copy first."""
     checks.require(isinstance(problem, str) and _NAME_PATTERN.fullmatch(problem) is not None, "problem", problem,
                    "a UCR/UEA problem name such as 'GunPoint'")
     checks.one_of("normalize", normalize, NORMALIZATIONS)
     checks.one_of("unequal_length", unequal_length, UNEQUAL_LENGTH)
 
-    bundled = sktime_bundled_folder(problem)
+    bundled = sktime_bundled_folder(problem) if bundled_first else None
     if bundled is not None:
         source: dict[str, object] = {"sktime": str(bundled)}
     else:
-        files = {part: archive_file(root, problem, part) for part in SPLITS}
-        if any(path is None for path in files.values()):
-            raise DatasetNotAvailable(_missing_message(problem, root))
-        source = {part: [str(path), path.stat().st_size, path.stat().st_mtime_ns]
-                  for part, path in files.items()}
+        files = archive_files(root, problem)
+        if files is None:
+            raise DatasetNotAvailable(_missing_message(problem, root, bundled_first))
+        source = {part: [str(path), path.stat().st_size, path.stat().st_mtime_ns] for part, path in files.items()}
 
     def build() -> dict[str, torch.Tensor]:
         parts = {part: _read_bundled(problem, part) if bundled is not None else _read_archive(files[part])
@@ -191,12 +210,114 @@ def load_ucr(split: str, root: Path, download: bool = False, problem: str = "Gun
             tensors[f"{part}_y"] = torch.tensor([index[label] for label in labels], dtype=torch.int64)
         return tensors
 
+    # One cache for both entries: the source (sktime's folder or the archive files) is part of the key.
     params = {"problem": problem, "normalize": normalize, "unequal_length": unequal_length, "source": source,
               "version": 1}
     tensors = cached("ucr", params, build, root)
     return TensorDataset(tensors[f"{split}_x"], tensors[f"{split}_y"])
 
 
+def load_ucr(split: str, root: Path, download: bool = False, problem: str = "GunPoint", normalize: str = "none",
+             unequal_length: str = "pad") -> TensorDataset:
+    """One UCR/UEA problem, sktime's bundled copy first: ``x: (N, C, L)`` float32, ``y: (N,)`` int64 in 0..K-1.
+
+    ``normalize="none"`` (default) keeps the values as shipped; ``"series"`` z-normalises every series and
+    channel on its own. Unequal-length problems (JapaneseVowels, PLAID) are zero-padded at the end, after
+    normalisation, to the longest series of both splits (``unequal_length="pad"``) or rejected
+    (``"error"``). ``download`` is ignored: the archives are a manual download.
+    """
+    del download
+    return _load_problem(split, root, problem, normalize, unequal_length, bundled_first=True)
+
+
+def load_ucr_archive(split: str, root: Path, download: bool = False, problem: str = "GunPoint",
+                     normalize: str = "none", unequal_length: str = "pad") -> TensorDataset:
+    """One problem of the UCR 2018 / UEA 2018 archive as extracted under ``root/ucr`` (never sktime's copy).
+
+    Same options and tensors as :func:`load_ucr`: ``x: (N, C, L)`` float32, ``y: (N,)`` int64 in 0..K-1 (K classes).
+    ``download`` is ignored: the archives are a manual download (no published checksum).
+    """
+    del download
+    return _load_problem(split, root, problem, normalize, unequal_length, bundled_first=False)
+
+
 register(DatasetSpec("ucr", load_ucr, "classification", None, None, True,
                      "a UCR/UEA time-series problem chosen by problem= (sktime's bundled sets offline, "
-                     f"others from the UCR archive under root/ucr/); archive: {UCR_ARCHIVE_URL}"))
+                     f"others from the archives under root/ucr/); archive: {UCR_ARCHIVE_URL}"))
+register(DatasetSpec("ucr_archive", load_ucr_archive, "classification", None, None, False,
+                     "a problem of the UCR 2018 / UEA 2018 archive chosen by problem=, read from the extracted "
+                     f"archive under root/ucr/ (no published checksum); archives: {UCR_ARCHIVE_ZIP}, "
+                     f"{UEA_ARCHIVE_ZIP}"))
+
+
+NARROW_WIDTH = 5
+WIDE_WIDTH = 40
+MOTIF_NORM = 6.0
+MOTIF_CLASSES = (2, 3, 4)
+
+
+def motif_classes(num_classes: int = 4) -> tuple[tuple[int, int], ...]:
+    """``(width, sign)`` of the motif of each class: ``(5, +1), (40, +1), (5, -1), (40, -1)``, the first
+    ``num_classes`` of them. Classes 0 and 1 (and 2 and 3) differ only by the motif's width."""
+    checks.one_of("num_classes", num_classes, MOTIF_CLASSES)
+    return tuple((WIDE_WIDTH if c % 2 else NARROW_WIDTH, -1 if c >= 2 else 1) for c in range(num_classes))
+
+
+def motif(width: int, sign: int) -> np.ndarray:
+    """The ``(width,)`` motif: ``sign`` times one period of a sine sampled at ``t + 0.5``, L2 norm :data:`MOTIF_NORM`.
+
+    Zero mean and antisymmetric: sign +1 is a positive lobe followed by a negative one, sign -1 the reverse.
+    """
+    wave = sign * np.sin(2 * np.pi * (np.arange(width) + 0.5) / width)
+    return MOTIF_NORM * wave / np.linalg.norm(wave)
+
+
+def load_motifs(split: str, root: Path, download: bool = False, num_series: int = 400, length: int = 128,
+                noise: float = 1.0, num_classes: int = 4, seed: int = 0) -> TensorDataset:
+    """Synthetic multi-scale motifs: ``x: (num_series / 2, 1, length)`` float32, ``y: (num_series / 2,)`` int64.
+
+    How the classes are built (everything drawn from ``numpy.random.default_rng(seed)``):
+
+    * Class ``c`` has one motif ``(width, sign) = motif_classes(num_classes)[c]``: width 5 for even ``c``,
+      40 for odd ``c``; sign +1 for ``c < 2``, -1 otherwise. The motif (:func:`motif`) is one period of a
+      sine (zero mean); sign -1 is the time reversal of sign +1 (the same two lobes in the other order).
+      Every motif has L2 norm 6, so the narrow one is a spike (peak 3.6) and the wide one is faint (peak
+      1.3), standing out of unit noise only when summed over its 40 samples.
+    * Series ``i`` is ``noise * N(0, 1)`` noise of ``length`` samples plus the motif of its class, added at
+      a start drawn uniformly in ``0..length - width``.
+    * Labels: ``num_series / 2`` series per split, classes balanced (counts differ by at most one), in random
+      order; the first half of the draws is ``"train"``, the second half ``"test"`` (a fixed split).
+
+    Why the receptive field matters: classes 0 and 1 differ only by the width of the motif, classes 1 and
+    3 only by the order of the wide motif's lobes. A window spanning both wide lobes (20-40 samples) sees
+    that order with the matched-filter signal-to-noise ratio ``6 / noise``; a window of a few samples sees
+    it only through the slope between the lobes, 0.21 per sample against noise of standard deviation
+    ``noise``. Telling class 0 from 2 needs a resolution of a few samples. A matched filter knowing the
+    four motifs classifies 99.7% of the series at ``noise=1``, ``length=128``. Generated in
+    milliseconds, so not cached. ``download`` is ignored.
+    """
+    del download
+    classes = motif_classes(num_classes)
+    checks.require(checks.is_number(num_series, low=2 * num_classes, integer=True) and num_series % 2 == 0,
+                   "num_series", num_series, f"an even integer >= {2 * num_classes} (2 * num_classes)")
+    checks.integer("length", length, low=WIDE_WIDTH)
+    checks.number("noise", noise, low=0)
+    checks.integer("seed", seed, low=0)
+
+    rng = np.random.default_rng(seed)
+    half = num_series // 2
+    labels = np.concatenate([rng.permutation(np.arange(half) % num_classes) for _ in SPLITS])
+    x = noise * rng.standard_normal((num_series, length))
+    widths = np.array([classes[label][0] for label in labels])
+    starts = rng.integers(0, length - widths + 1)
+    for row, (label, start) in enumerate(zip(labels, starts, strict=True)):
+        width, sign = classes[label]
+        x[row, start:start + width] += motif(width, sign)
+    rows = {"train": slice(0, half), "test": slice(half, num_series)}[split]
+    return TensorDataset(torch.from_numpy(x[rows, None].astype(np.float32)),
+                         torch.from_numpy(labels[rows].astype(np.int64)))
+
+
+register(DatasetSpec("motifs", load_motifs, "classification", None, None, True,
+                     "synthetic multi-scale motifs: Gaussian noise with one motif of width 5 or 40 and either "
+                     "lobe order; the class is (width, order), so the receptive field matters by construction"))
