@@ -35,6 +35,7 @@ from dstlib.experiments.common import (
     ChapterResult,
     Outcome,
     by_seed,
+    fit_options,
     main_process_first,
     paired_values,
     run_point,
@@ -146,10 +147,7 @@ def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test
                  perturb=None if params["drop"] == "none" else TimeDropping(config.drop_fraction, params["drop"],
                                                                             config.chunk_frames),
                  record={"frames": _frames}, seed=params["seed"], checkpoint=checkpoint, resume=True,
-                 epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
-                 weight_decay=config.weight_decay, lr_schedule=config.lr_schedule, milestones=config.lr_milestones,
-                 gamma=config.lr_gamma, warmup_epochs=config.warmup_epochs, device=config.device,
-                 progress=config.progress)
+                 optimizer=config.optimizer, warmup_epochs=config.warmup_epochs, **fit_options(config))
     scores = evaluate(fitted.model, test, task=task, collate=collate,
                       metrics={"wer": metrics.ErrorRate("word"), "cer": metrics.ErrorRate("char")})
     frames = fitted.per_sample["frames"]
