@@ -112,16 +112,43 @@ class Dice(Metric):
         self.scores: list[Tensor] = []
 
     def update(self, task: Task, outputs: Any, batch: Batch) -> None:
-        from monai.metrics import compute_dice
-
         logits = task.primary(outputs)
         classes = logits.shape[1]
         prediction = torch.nn.functional.one_hot(logits.argmax(1), classes).movedim(-1, 1)
         labels = torch.nn.functional.one_hot(task.targets(batch).long(), classes).movedim(-1, 1)
-        self.scores.append(compute_dice(prediction, labels, include_background=self.include_background,
-                                        ignore_empty=True).cpu())
+        self.scores.append(self.score(prediction, labels).cpu())
+
+    def score(self, prediction: Tensor, labels: Tensor) -> Tensor:
+        """Per-sample, per-class scores ``(N, C')`` of one-hot ``(N, C, *S)`` predictions and labels."""
+        from monai.metrics import compute_dice
+
+        return compute_dice(prediction, labels, include_background=self.include_background, ignore_empty=True)
 
     def compute(self) -> float:
         if not self.scores:
             return float("nan")
         return float(torch.nanmean(torch.cat(self.scores)))
+
+
+class SurfaceDice(Dice):
+    """Mean normalised surface Dice (NSD, Nikolov et al. 2021; MONAI ``compute_surface_dice``): the share
+    of predicted and true boundary voxels lying within ``tolerance`` voxels of the other boundary, over
+    samples and foreground classes; classes absent from the label are skipped."""
+
+    def __init__(self, tolerance: float = 1.0, include_background: bool = False) -> None:
+        self.tolerance = checks.number("tolerance", tolerance, low=0.0)
+        super().__init__(include_background)
+
+    def score(self, prediction: Tensor, labels: Tensor) -> Tensor:
+        import warnings
+
+        from monai.metrics import compute_surface_dice
+
+        classes = labels.shape[1] - (0 if self.include_background else 1)
+        with warnings.catch_warnings():  # MONAI warns about every absent class; they are skipped below
+            warnings.filterwarnings("ignore", message=".* is all 0, this may result in nan/inf distance")
+            warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
+            scores = compute_surface_dice(prediction, labels, [self.tolerance] * classes,
+                                          include_background=self.include_background)
+        present = labels.flatten(2).any(-1)[:, 0 if self.include_background else 1:]
+        return torch.where(present, scores, torch.nan)

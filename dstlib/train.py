@@ -61,7 +61,8 @@ from dstlib.sparse.distributed import all_reduce_sum_
 from dstlib.tasks import Batch, Classification, Task, as_float, move_to
 
 OPTIMIZERS = ("sgd", "adamw")
-LR_SCHEDULES = ("constant", "cosine", "step")
+LR_SCHEDULES = ("constant", "cosine", "step", "poly")
+POLY_POWER = 0.9  # nnU-Net's polynomial decay exponent
 
 EngineFactory = Callable[[nn.Module, torch.optim.Optimizer, int], Any]
 Augment = Callable[[Tensor, torch.Generator], Tensor]
@@ -188,8 +189,8 @@ def make_optimizer(model: nn.Module, name: str, lr: float, *, momentum: float = 
 def make_lr_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int, *,
                      milestones: Sequence[float] = (0.5, 0.75), gamma: float = 0.1,
                      warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step LR multiplier: linear warm-up, then constant, cosine to zero, or x``gamma`` at each
-    milestone (given as fractions of ``total_steps``)."""
+    """A per-step LR multiplier: linear warm-up, then constant, cosine to zero, x``gamma`` at each
+    milestone (given as fractions of ``total_steps``), or nnU-Net's poly decay ``(1 - progress) ** 0.9``."""
     checks.one_of("lr_schedule", name, LR_SCHEDULES)
     steps = [int(m * total_steps) for m in milestones]
 
@@ -201,6 +202,9 @@ def make_lr_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: i
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
         if name == "step":
             return gamma ** sum(step >= s for s in steps)
+        if name == "poly":
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return max(0.0, 1.0 - progress) ** POLY_POWER
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -105,8 +105,11 @@ _BUILTIN_MODULES = (
     "dstlib.data.timeseries",
     "dstlib.data.speech",
     "dstlib.data.volumes",
+    "dstlib.data.nifti",
     "dstlib.data.cifar_c",
     "dstlib.data.tiny_imagenet",
+    "dstlib.data.long_range",
+    "dstlib.data.image_folder",
 )
 
 

@@ -108,6 +108,7 @@ class FusionDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.levels = len(channels)
+        self.channels = list(channels)
         self.nodes = nn.ModuleDict()
         self.ups = nn.ModuleDict()
         for j in range(1, self.levels):
@@ -119,6 +120,19 @@ class FusionDecoder(nn.Module):
                     fused, channels[i], conv_mode=conv_mode, shift_groups=shift_groups
                 )
         self.down = nn.MaxPool3d(pool)
+
+    def input_flows(self, level: int, stage: int) -> dict[str, slice]:
+        """The input channels of node ``x[level, stage]``'s fusion conv by flow: ``"forward"`` (same level,
+        previous stage), ``"upward"`` (upsampled from the deeper level), ``"downward"`` (pooled from the
+        shallower level; absent at level 0)."""
+        ok = stage >= 1 and 0 <= level < self.levels - stage
+        checks.require(ok, "(level, stage)", (level, stage),
+                       f"a fusion node: stage >= 1, level + stage < {self.levels}")
+        width = self.channels[level]
+        flows = {"forward": slice(0, width), "upward": slice(width, 2 * width)}
+        if level > 0:
+            flows["downward"] = slice(2 * width, 2 * width + self.channels[level - 1])
+        return flows
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         grid = {(i, 0): feature for i, feature in enumerate(features)}
@@ -149,8 +163,10 @@ class E2ENet(nn.Module):
         conv_mode: ``"shift"`` (E2ENet), ``"2d"`` (no shift) or ``"3d"`` (3x3x3 convs); see
             ``ShiftConvBlock``.
         shift_groups: ``DepthShift`` groups (paper 3, released code 5).
+        deep_supervision: in training mode ``forward`` returns ``forward_all_scales`` (the list of heads,
+            full resolution first), as nnU-Net does; in eval mode always the full-resolution logits.
 
-    Defaults are the CPU tutorial scale (4 levels, 8-16-32-64 channels, ~0.2M parameters).
+    Defaults are the CPU tutorial scale (4 levels, 8-16-32-64 channels, 140k parameters at 2 classes).
     """
 
     def __init__(
@@ -163,6 +179,7 @@ class E2ENet(nn.Module):
         pool: tuple[int, int, int] = (2, 2, 2),
         conv_mode: str = "shift",
         shift_groups: int = 3,
+        deep_supervision: bool = False,
     ) -> None:
         super().__init__()
         checks.positive_ints(
@@ -177,6 +194,7 @@ class E2ENet(nn.Module):
         checks.require(checks.is_odd_int(shift_groups), "shift_groups", shift_groups, "an odd integer >= 1")
         self.pool = tuple(pool)
         self.levels = levels
+        self.deep_supervision = deep_supervision
         channels = [min(base_channels * 2**i, max_channels) for i in range(levels)]
         encoder = []
         previous = in_channels
@@ -205,8 +223,11 @@ class E2ENet(nn.Module):
             features.append(x)
         return self.fusion(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, D, H, W)`` -> logits ``(B, num_classes, D, H, W)``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """``(B, in_channels, D, H, W)`` -> logits ``(B, num_classes, D, H, W)`` (in training mode with
+        ``deep_supervision``: the list of :meth:`forward_all_scales`)."""
+        if self.deep_supervision and self.training:
+            return self.forward_all_scales(x)
         return self.heads[0](self._fused_features(x)[0])
 
     def forward_all_scales(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -3,7 +3,7 @@
 One call builds a method; one call per optimizer step drives it::
 
     import dstlib.sparse as sp
-    engine = sp.RigL(model, optimizer, density=0.1, total_steps=10_000)   # or SET, MEST, GraNet, GMP, Static, DSN
+    engine = sp.RigL(model, optimizer, density=0.1, total_steps=10_000)  # or SET, MEST, GraNet, GMP, Static, ...
     for x, y in loader:
         optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
         engine.step()                      # True when the topology changed
@@ -24,7 +24,7 @@ from dstlib.sparse.export import to_sparse_csr
 from dstlib.sparse.flops import FlopsReport, flops
 from dstlib.sparse.granularity import GRANULARITIES, Element, Kernel, RegionGroups
 from dstlib.sparse.metrics import itop_rate
-from dstlib.sparse.presets import DSN, GMP, MEST, METHODS, SET, GraNet, RigL, Static, create
+from dstlib.sparse.presets import DSFF, DSN, GMP, MEST, METHODS, SET, GraNet, RigL, SLaK, Static, create
 from dstlib.sparse.prune_at_init import grasp, lottery_ticket, magnitude_prune, snip, snip_ratios, synflow
 from dstlib.sparse.schedules import DropFraction, cubic_density
 from dstlib.sparse.selection import DEFAULT_SPARSE_TYPES, sparse_parameters
@@ -32,6 +32,7 @@ from dstlib.sparse.selection import DEFAULT_SPARSE_TYPES, sparse_parameters
 __all__ = [
     "DEFAULT_SPARSE_TYPES",
     "DISTRIBUTIONS",
+    "DSFF",
     "DSN",
     "GMP",
     "GRANULARITIES",
@@ -40,6 +41,7 @@ __all__ = [
     "METHODS",
     "PRUNE_RULES",
     "SET",
+    "SLaK",
     "DropFraction",
     "Element",
     "FlopsReport",

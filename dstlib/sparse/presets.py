@@ -1,4 +1,4 @@
-"""The methods of the papers as one-call presets: SET, RigL, MEST, GraNet, GMP and Static.
+"""The methods of the papers as one-call presets: SET, RigL, MEST, GraNet, GMP, Static, DSN and SLaK.
 
 Each preset is a :class:`~dstlib.sparse.engine.SparseEngine` with some rules fixed (``fixed``) and others
 defaulted (``defaults``); every other keyword of ``SparseEngine`` can be passed as well (``drop_fraction``,
@@ -8,16 +8,19 @@ defaulted (``defaults``); every other keyword of ``SparseEngine`` can be passed 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dstlib import checks
-from dstlib.sparse.distributions import Distribution
+from dstlib.sparse.distributions import Distribution, check_density
 from dstlib.sparse.engine import SparseEngine
 from dstlib.sparse.granularity import RegionGroups
+from dstlib.sparse.prune_at_init import snip_ratios
+from dstlib.sparse.selection import sparse_parameters
 
 
 class _Preset(SparseEngine):
@@ -226,6 +229,123 @@ class DSN(_Preset):
         return self._active_weights() / self._capacity
 
 
+class SLaK(_Preset):
+    """SLaK (Liu et al. 2023): SLaK's sparse recipe in one call: SNIP layer ratios with random positions,
+    magnitude prune and random regrowth, layers the ratios leave nearly dense kept dense.
+
+    * Which weights: every conv and linear weight (SLaK masks every 2-D/4-D tensor), or with
+      ``only_large_kernels=True`` only the large kernels of :class:`~dstlib.models.large_kernel.SLaKNet`
+      (``*.large_kernel.lora1/lora2`` M x N and N x M, or ``full`` M x M; SLaK's ``--only-L``). ``include``,
+      ``exclude``, ``dense_first`` and ``dense_last`` choose other weights.
+    * Layer densities: SNIP's (:func:`~dstlib.sparse.prune_at_init.snip_ratios`): the global top ``density``
+      of ``|w * dL/dw|`` on ``batch`` sets how many weights each layer keeps; positions are uniformly random
+      (what SLaK's code calls ``snip``). A layer whose ratio is at least ``dense_threshold`` (0.99) is kept
+      dense and leaves the engine (:attr:`dense_layers`); :attr:`overall_density` counts it as fully active.
+    * Updates: fixed ``prune="magnitude"``; defaults ``grow="random"``, drop fraction 0.5 cosine-decayed to
+      0.005 over the whole run (``update_end = total_steps``: SLaK never freezes the topology),
+      ``update_every=2000`` is SLaK-T's ``-u`` (S/B: ``drop_fraction=0.3, update_every=100``).
+    * Counts are read from the masks, never from non-zero weights: regrown weights start at 0.
+
+    Args:
+        density: fraction of the selected weights kept (SLaK: 0.6, "40% sparsity").
+        batch: ``(inputs, targets)`` scored by SNIP on the freshly initialised model.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` for SNIP (default cross-entropy).
+
+    Example::
+
+        engine = dstlib.sparse.SLaK(model, optimizer, density=0.6, batch=(x, y),
+                                    total_steps=epochs * len(loader), update_every=100)
+    """
+
+    DENSE_THRESHOLD = 0.99
+    LARGE_KERNELS = r"\.large_kernel\.(lora1|lora2|full)\.conv\.weight$"
+    fixed: ClassVar[dict[str, Any]] = {"prune": "magnitude"}
+    UPDATE_EVERY = 2000
+    defaults: ClassVar[dict[str, Any]] = {"grow": "random", "drop_fraction": 0.5, "drop_fraction_min": 0.005}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        density: float,
+        batch: tuple,
+        total_steps: int | None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        only_large_kernels: bool = False,
+        dense_threshold: float = DENSE_THRESHOLD,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        check_density("density", density)
+        checks.require(isinstance(only_large_kernels, bool), "only_large_kernels", only_large_kernels,
+                       "True or False")
+        checks.number("dense_threshold", dense_threshold, low=0, high=1, low_open=True)
+        checks.require("masks" not in options, "masks", options.get("masks"),
+                       "not given: SLaK draws its masks from SNIP ratios (use dstlib.sparse.Static for fixed masks)")
+        selection = {key: options.pop(key) for key in ("include", "exclude", "dense_first", "dense_last")
+                     if key in options}
+        if only_large_kernels:
+            checks.require("include" not in selection, "include", selection.get("include"),
+                           "None with only_large_kernels=True (it selects the large kernels)")
+            selection["include"] = [self.LARGE_KERNELS]
+        params = sparse_parameters(model, **selection)
+        if "update_end" not in options and isinstance(total_steps, int):
+            options["update_end"] = total_steps
+        if options.get("update_every") is None and "update_every_epochs" not in options:
+            options["update_every"] = self.UPDATE_EVERY
+        generator = torch.Generator().manual_seed(seed)
+        ratios = snip_ratios(model, loss_fn, batch, density, generator=generator, params=params)
+        self.dense_layers = [name for name, mask in ratios.items()
+                             if mask.float().mean().item() >= dense_threshold]
+        self._candidate_weights = sum(p.numel() for p in params.values())
+        self._dense_weights = sum(params[name].numel() for name in self.dense_layers)
+        masks = {name: mask for name, mask in ratios.items() if name not in self.dense_layers}
+        checks.require(bool(masks), "density", density,
+                       f"a density that leaves some layer below dense_threshold={dense_threshold}")
+        super().__init__(model, optimizer, density=None, masks=masks, total_steps=total_steps, seed=seed,
+                         **options)
+
+    @property
+    def overall_density(self) -> float:
+        """Active weights over all selected weights, the layers kept dense counted as fully active (SLaK's
+        "density" after its dense layers left the mask)."""
+        return (self._active_weights() + self._dense_weights) / self._candidate_weights
+
+
+class DSFF(_Preset):
+    """E2ENet's dynamic sparse feature fusion (Wu et al. 2024): kernel-level DST of the fusion decoder.
+
+    * Sparse: the fusion convolutions and the transposed-conv upsamplers of
+      :class:`~dstlib.models.conv3d.E2ENet` (:data:`FUSION_WEIGHTS`); encoder, heads, norms and biases
+      stay dense. Pass ``include`` for another model.
+    * Fixed ``granularity="kernel"``: a mask entry switches a whole ``(1, 3, 3)`` kernel, one feature map's
+      connection to another; fixed ``prune="magnitude"`` (a kernel's mean ``|w|``, i.e. its L1 norm).
+    * Defaults, the paper's and not the engine's: ``distribution="uniform"`` (every fusion layer at
+      ``density``; feature sparsity ``S = 1 - density``), ``grow="random"`` among inactive kernels, drop
+      fraction 0.5 cosine-decayed to 0.001 over the whole run (``update_end = total_steps``), topology
+      updates on (the released code's ``--fix False`` parses as True and silently froze them).
+
+    Example::
+
+        engine = dstlib.sparse.DSFF(model, optimizer, density=0.2, total_steps=epochs * len(loader),
+                                    update_every=1200)
+    """
+
+    FUSION_WEIGHTS = r"^fusion\.(nodes\.[^.]+\.conv|ups\.[^.]+)\.weight$"
+    fixed: ClassVar[dict[str, Any]] = {"prune": "magnitude", "granularity": "kernel"}
+    defaults: ClassVar[dict[str, Any]] = {"grow": "random", "drop_fraction": 0.5, "drop_fraction_min": 0.001}
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, **options: Any) -> None:
+        if "masks" not in options:
+            options.setdefault("include", [self.FUSION_WEIGHTS])
+        options.setdefault("distribution", "uniform")
+        total_steps = options.get("total_steps")
+        if "update_end" not in options and isinstance(total_steps, int):
+            options["update_end"] = total_steps
+        super().__init__(model, optimizer, **options)
+
+
 METHODS: dict[str, type[SparseEngine]] = {
     "set": SET,
     "rigl": RigL,
@@ -234,6 +354,8 @@ METHODS: dict[str, type[SparseEngine]] = {
     "gmp": GMP,
     "static": Static,
     "dsn": DSN,
+    "dsff": DSFF,
+    "slak": SLaK,
 }
 """Preset classes by (lower-case) name, for configuration files."""
 

@@ -1,0 +1,315 @@
+"""Chapter 5, "E2ENet: dynamic sparse feature fusion for 3-D segmentation" (Wu et al., NeurIPS 2024).
+
+Each run trains one small :class:`~dstlib.models.conv3d.E2ENet` with one seed and measures its test Dice,
+normalised surface Dice (NSD), parameters and inference FLOPs. A run is one *variant*:
+
+* ``conv_mode``: how the network sees depth: ``"shift"`` (E2ENet's restricted depth shift followed by
+  ``(1, 3, 3)`` convolutions), ``"2d"`` (the same convolutions without the shift) or ``"3d"`` (full
+  ``3 x 3 x 3`` convolutions);
+* ``sparsity``: the feature sparsity ``S`` of the fusion decoder, learned by dynamic sparse feature
+  fusion (:class:`dstlib.sparse.DSFF`, whole-kernel DST); ``0`` is dense fusion.
+
+The grid: the depth-shift network at every ``fusion_sparsities`` value (the DSFF ablation), and every
+``conv_modes`` value at ``ablation_sparsity`` (the depth ablation, as the paper runs it: with DSFF on).
+Training follows nnU-Net's loss (Dice + cross-entropy with deep supervision, weights ``1/2^i``, the
+lowest resolution weighted 0) and gradient clipping at 12; each record also keeps, for the sparse runs,
+which fusion *flows* (forward, upward, downward) stay active at each level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from dstlib import checks, data, metrics, models, sparse, stats
+from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.experiments.common import (
+    TRAINING_KNOBS,
+    ChapterResult,
+    Outcome,
+    fit_options,
+    main_process_first,
+    paired_values,
+    run_point,
+)
+from dstlib.models.conv3d import CONV_MODES
+from dstlib.tasks import DeepSupervision, Segmentation
+from dstlib.train import evaluate, fit
+
+CLIP_GRAD_NORM = 12.0  # nnU-Net's gradient-norm clip
+FLOWS = ("forward", "upward", "downward")
+# The paper reports equal mDice with and without DSFF (90.2 both) and with 3x3x3 convolutions in place of
+# the depth shift (90.1 vs 90.3): "matches" is tested as equivalence within this many Dice points, the
+# book's margin. "The shift beats plain 2-D convolutions" has no published size: tested against one point.
+EQUIVALENCE_MARGIN = 2.0
+EFFECT_OF_INTEREST = 1.0
+EFFECT_REFERENCE = "the book's smallest effect of interest"
+DATASETS = ("synthetic_volumes", "msd_task09_spleen", "amos22_ct", "btcv", "msd_task01_brats")
+
+KNOBS = {
+    "dataset": Knob("volumes: synthetic spheres in noise (offline) or a real CT/MRI set (download or by hand)", str,
+                    choices=DATASETS),
+    "volume_size": Knob("every volume resized (real sets) or generated (synthetic) at size^3 voxels", int, low=16),
+    "train_volumes": Knob("synthetic training volumes", int, low=1),
+    "test_volumes": Knob("synthetic test volumes", int, low=1),
+    "num_classes": Knob("synthetic classes, background included", int, low=2, high=16),
+    "noise": Knob("std of the Gaussian noise on the synthetic class intensities (0, 1/(C-1), ..., 1)", float,
+                  low=0.0),
+    "base_channels": Knob("channels of the first level, doubled per level", int, low=1),
+    "max_channels": Knob("channel cap (E2ENet: 320)", int, low=1),
+    "levels": Knob("encoder levels (E2ENet: 6)", int, low=2),
+    "shift_groups": Knob("depth-shift groups (paper 3, released code 5)", int, low=1),
+    "fusion_sparsities": Knob("feature sparsities of the fusion decoder with the depth shift (0 = dense fusion)",
+                              float, low=0.0, high=1.0, high_open=True, is_list=True),
+    "conv_modes": Knob("depth handling compared at ablation_sparsity", str, choices=CONV_MODES, is_list=True),
+    "ablation_sparsity": Knob("feature sparsity of the depth ablation runs", float, low=0.0, high=1.0,
+                              high_open=True),
+    "update_every_epochs": Knob("epochs between DSFF topology updates (the paper's 1200 iterations)", float,
+                                low=0.0, low_open=True),
+    "drop_fraction": Knob("DSFF's initial fraction of kernels dropped and regrown per update", float, low=0.0,
+                          high=1.0, low_open=True),
+    "surface_tolerance": Knob("NSD tolerance in voxels", float, low=0.0),
+    **TRAINING_KNOBS,
+    "optimizer": Knob("optimizer", str, choices=("sgd", "adamw")),
+    "momentum": Knob("SGD momentum (nnU-Net: 0.99, Nesterov)", float, low=0.0, high=1.0, high_open=True),
+    "download": Knob("allow downloading real datasets", bool),
+}
+
+_COMMON = {"device": "auto", "out_dir": None, "progress": False, "shift_groups": 3, "max_channels": 320,
+           "drop_fraction": 0.5, "surface_tolerance": 1.0, "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1,
+           "train_volumes": 16, "test_volumes": 8, "num_classes": 2, "noise": 1.0, "download": False}
+# Chosen by a pilot (see the chapter): 2 classes under noise 1.0 at 24^3, AdamW 3e-3.
+_SYNTHETIC = {**_COMMON, "dataset": "synthetic_volumes", "volume_size": 24, "base_channels": 8, "levels": 4,
+              "fusion_sparsities": [0.0, 0.8], "conv_modes": ["2d", "3d"], "ablation_sparsity": 0.8,
+              "update_every_epochs": 4.0, "optimizer": "adamw", "lr": 3e-3, "momentum": 0.9, "weight_decay": 1e-4,
+              "lr_schedule": "cosine", "batch_size": 2}
+
+SPEC = ChapterSpec(
+    name="sparse_feature_fusion",
+    title="E2ENet: dynamic sparse feature fusion for 3-D segmentation",
+    notebook="book/05_sparse_feature_fusion.ipynb",
+    paper="wu2024e2enet",
+    knobs=KNOBS,
+    profiles={
+        "smoke": {**_SYNTHETIC, "volume_size": 16, "train_volumes": 4, "test_volumes": 2, "base_channels": 4,
+                  "levels": 3, "seeds": [0], "epochs": 2, "update_every_epochs": 1.0},
+        "tutorial": {**_SYNTHETIC, "seeds": [0, 1, 2, 3], "epochs": 40},
+        # AMOS-CT with the released code's settings (nnU-Net v1 recipe: SGD 0.01, momentum 0.99, poly decay,
+        # 1000 epochs of 250 iterations, DSFF every 1200 iterations = 4.8 epochs). Whole volumes resized to
+        # 128^3 instead of nnU-Net's patches and resampling; see the chapter.
+        "paper": {**_COMMON, "dataset": "amos22_ct", "download": False, "volume_size": 128, "base_channels": 48,
+                  "levels": 6, "fusion_sparsities": [0.0, 0.8], "conv_modes": ["2d", "3d"], "ablation_sparsity": 0.8,
+                  "update_every_epochs": 4.8, "optimizer": "sgd", "lr": 0.01, "momentum": 0.99,
+                  "weight_decay": 3e-5, "lr_schedule": "poly", "batch_size": 2, "epochs": 1000, "seeds": [0, 1, 2]},
+    },
+)
+
+
+def load_data(config: Config) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """``(train, test)`` tensors ``(x: (N, C, S, S, S), y: (N, S, S, S))`` of the config's dataset."""
+    with main_process_first():
+        if config.dataset == "synthetic_volumes":
+            options = {"size": config.volume_size, "num_classes": config.num_classes, "noise": config.noise}
+            train = data.load("synthetic_volumes", "train", num_volumes=config.train_volumes, **options)
+            test = data.load("synthetic_volumes", "test", num_volumes=config.test_volumes, **options)
+        else:
+            train, test = (data.load(config.dataset, split, download=config.download, size=config.volume_size)
+                           for split in ("train", "test"))
+    return train.tensors, test.tensors
+
+
+def num_classes(config: Config) -> int:
+    """Classes of the config's dataset, background included."""
+    return config.num_classes if config.dataset == "synthetic_volumes" else data.spec(config.dataset).num_classes
+
+
+def variants(config: Config) -> list[dict[str, Any]]:
+    """The depth-shift network at every fusion sparsity, then every conv mode at the ablation sparsity."""
+    found = [{"conv_mode": "shift", "sparsity": float(s)} for s in config.fusion_sparsities]
+    found += [{"conv_mode": mode, "sparsity": float(config.ablation_sparsity)} for mode in config.conv_modes]
+    unique = []
+    for variant in found:
+        if variant not in unique:
+            unique.append(variant)
+    return unique
+
+
+def deep_supervision_weights(heads: int) -> list[float]:
+    """nnU-Net's weights for ``heads`` outputs (full resolution first): ``1/2^i``, the lowest-resolution one
+    0 when there are several, normalised to sum 1."""
+    weights = [0.5**i for i in range(heads)]
+    if heads > 1:
+        weights[-1] = 0.0
+    return [w / sum(weights) for w in weights]
+
+
+def build_model(config: Config, conv_mode: str, in_channels: int) -> models.E2ENet:
+    """The chapter's E2ENet for ``conv_mode``, with deep supervision on."""
+    return models.build("e2enet", num_classes=num_classes(config), in_channels=in_channels,
+                        base_channels=config.base_channels, levels=config.levels, max_channels=config.max_channels,
+                        conv_mode=conv_mode, shift_groups=config.shift_groups, deep_supervision=True)
+
+
+def flow_densities(model: models.E2ENet, masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """``{"flow_<flow>_L<level>": share of active kernels}``: for every level, the kernels of its fusion
+    convolutions that read each flow's input channels (forward, upward, downward), over all stages."""
+    fusion = model.fusion
+    counts: dict[tuple[str, int], list[int]] = {}
+    for key in fusion.nodes:
+        level, stage = (int(part) for part in key[1:].split("_"))
+        active = masks[f"fusion.nodes.{key}.conv.weight"].flatten(2).any(-1)  # (C_out, C_in) kernels
+        for flow, channels in fusion.input_flows(level, stage).items():
+            total = counts.setdefault((flow, level), [0, 0])
+            total[0] += int(active[:, channels].sum())
+            total[1] += active[:, channels].numel()
+    return {f"flow_{flow}_L{level}": on / size for (flow, level), (on, size) in sorted(counts.items())}
+
+
+def efficiency(model: torch.nn.Module, engine: Any, example: torch.Tensor) -> dict[str, float]:
+    """Parameters (all, and active under the masks), fusion-decoder parameters, and inference FLOPs of one
+    volume (dense and with the masks)."""
+    masks = engine.masks if engine is not None else {}
+    inactive = {name: int((~mask).sum()) for name, mask in masks.items()}
+    named = dict(model.named_parameters())
+    total = sum(p.numel() for p in named.values())
+    fusion = sum(p.numel() for name, p in named.items() if name.startswith("fusion."))
+    fusion_inactive = sum(n for name, n in inactive.items() if name.startswith("fusion."))
+    report = sparse.flops(model, example, engine)
+    return {"params": total, "active_params": total - sum(inactive.values()), "fusion_params": fusion,
+            "active_fusion_params": fusion - fusion_inactive, "gflops": report.sparse_forward / 1e9,
+            "dense_gflops": report.dense_forward / 1e9}
+
+
+def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test) -> Outcome:
+    """Train and evaluate one (seed, conv mode, fusion sparsity)."""
+    sparsity, seed = params["sparsity"], params["seed"]
+    steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
+
+    def dsff(model, optimizer, total_steps):
+        return sparse.DSFF(model, optimizer, density=1.0 - sparsity, total_steps=total_steps,
+                           update_every_epochs=config.update_every_epochs, steps_per_epoch=steps_per_epoch,
+                           drop_fraction=config.drop_fraction, seed=seed)
+
+    task = DeepSupervision(Segmentation(), deep_supervision_weights(config.levels - 1))
+    fitted = fit(lambda: build_model(config, params["conv_mode"], train[0].shape[1]), train, task=task,
+                 sparsity=dsff if sparsity > 0 else None, seed=seed, checkpoint=checkpoint, resume=True,
+                 optimizer=config.optimizer, momentum=config.momentum, clip_grad_norm=CLIP_GRAD_NORM,
+                 **fit_options(config))
+    scores = evaluate(fitted.model, test, task=Segmentation(), batch_size=config.batch_size,
+                      metrics={"dice": metrics.Dice(), "nsd": metrics.SurfaceDice(config.surface_tolerance)})
+    record = {"dice": scores["dice"], "nsd": scores["nsd"], "train_time_s": fitted.wall_time_s,
+              **efficiency(fitted.model, fitted.engine, test[0][:1])}
+    if fitted.engine is not None:
+        record.update(flow_densities(fitted.model, fitted.engine.masks))
+    return Outcome(record, fitted.history)
+
+
+def check_config(config: Config) -> None:
+    """Errors the knobs cannot catch alone, raised before any data is loaded."""
+    factor = 2 ** (config.levels - 1)
+    checks.require(config.volume_size % factor == 0, "volume_size", config.volume_size,
+                   f"a multiple of 2 ** (levels - 1) = {factor} (levels={config.levels})")
+    checks.require(checks.is_odd_int(config.shift_groups), "shift_groups", config.shift_groups, "an odd integer")
+
+
+def run(config: Config) -> ChapterResult:
+    """Train every (seed, variant) of ``config``; return the records."""
+    check_config(config)
+    train, test = load_data(config)
+    result = ChapterResult(config)
+    for seed in config.seeds:
+        for variant in variants(config):
+            record, _ = run_point(config, {"seed": seed, **variant},
+                                   lambda params, checkpoint: train_one(params, checkpoint, config, train, test))
+            result.records.append(record)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+def box_filter_dice(test: tuple[torch.Tensor, ...], config: Config) -> dict[str, float]:
+    """Foreground Dice of a fixed filter on synthetic volumes, the trivial baseline of the chapter: average
+    the image over a ``(1, 3, 3)`` (``"2d"``) or ``(3, 3, 3)`` (``"3d"``) window and give each voxel the
+    class whose intensity ``c / (C - 1)`` is nearest. NaN for real datasets (no class intensities)."""
+    if config.dataset != "synthetic_volumes":
+        return {"2d": float("nan"), "3d": float("nan")}
+    images, labels = test[0], test[1]
+    levels = torch.linspace(0, 1, config.num_classes)
+    found = {}
+    for name, window in (("2d", (1, 3, 3)), ("3d", (3, 3, 3))):
+        smooth = F.avg_pool3d(images, window, 1, tuple(k // 2 for k in window), count_include_pad=False)
+        prediction = (smooth[:, 0, ..., None] - levels).abs().argmin(-1)
+        one_hot = [F.one_hot(t, config.num_classes).movedim(-1, 1).float() for t in (prediction, labels)]
+        dice = metrics.Dice()
+        dice.update(Segmentation(), one_hot[0], {Segmentation.target_field: labels})
+        found[name] = dice.compute()
+    return found
+
+
+def label(row: Mapping[str, Any]) -> str:
+    """A variant as a short name: ``"shift, dense fusion"``, ``"shift, DSFF S=0.8"``, ``"3d, DSFF S=0.8"``."""
+    fusion = "dense fusion" if row["sparsity"] == 0 else f"DSFF S={row['sparsity']:g}"
+    return f"{row['conv_mode']}, {fusion}"
+
+
+def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``variant`` label, Dice and NSD in points, active parameters in thousands and
+    inference FLOPs in millions, each relative to the dense-fusion depth-shift run of its seed where there is one."""
+    out = frame.copy()
+    out["variant"] = [label(row) for row in out.to_dict("records")]
+    out["dice_pct"], out["nsd_pct"] = 100 * out["dice"], 100 * out["nsd"]
+    out["active_params_k"], out["mflops"] = out["active_params"] / 1e3, out["gflops"] * 1e3
+    reference = out[(out["conv_mode"] == "shift") & (out["sparsity"] == 0)].set_index("seed")
+    for column in ("active_params", "active_fusion_params", "gflops"):
+        out[f"{column}_ratio"] = out[column] / out["seed"].map(reference[column]) if len(reference) else float("nan")
+    return out
+
+
+def flow_table(frame: pd.DataFrame, sparsity: float) -> pd.DataFrame:
+    """Share of active fusion kernels per level (rows) and flow (columns), mean over the seeds of the
+    depth-shift runs at ``sparsity``."""
+    runs = frame[(frame["conv_mode"] == "shift") & (frame["sparsity"] == sparsity)]
+    columns = [c for c in runs.columns if c.startswith("flow_")]
+    long = runs[columns].mean().rename("density").reset_index()
+    parts = long["index"].str.extract(r"flow_(?P<flow>\w+)_L(?P<level>\d+)")
+    long = pd.concat([parts, long["density"]], axis=1).dropna(subset=["density"])
+    long["level"] = long["level"].astype(int)
+    table = long.pivot(index="level", columns="flow", values="density")
+    return table[[flow for flow in FLOWS if flow in table.columns]]
+
+
+def verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> tuple[list[stats.Verdict], list[stats.Equivalence]]:
+    """The paper's claims on this run's records, paired by seed (Dice in points):
+
+    * equivalence: DSFF at the ablation sparsity matches dense fusion (both with the depth shift);
+    * equivalence: the depth shift matches full 3x3x3 convolutions (both with DSFF);
+    * superiority: the depth shift beats plain ``(1, 3, 3)`` convolutions by :data:`EFFECT_OF_INTEREST`.
+
+    The error budget ``alpha`` is split over the claims (Bonferroni): each equivalence is tested at
+    ``alpha / claims`` and the superiority claims share the rest under Holm's correction.
+    """
+    sparse_runs = frame.loc[frame["sparsity"] > 0, "sparsity"]
+    s = float(sparse_runs.max()) if len(sparse_runs) else 0.0
+    shift_sparse = {"conv_mode": "shift", "sparsity": s}
+    pairs = {
+        "equivalence": [(f"DSFF S={s:g} vs dense fusion: Dice", shift_sparse, {"conv_mode": "shift", "sparsity": 0.0}),
+                        (f"depth shift vs 3x3x3 convolutions (S={s:g}): Dice", shift_sparse,
+                         {"conv_mode": "3d", "sparsity": s})],
+        "superiority": [(f"depth shift - plain 2-D convolutions (S={s:g}): Dice gain", shift_sparse,
+                         {"conv_mode": "2d", "sparsity": s})],
+    }
+    found = {kind: [(name, *paired_values(frame, "dice", a, b)) for name, a, b in claims]
+             for kind, claims in pairs.items()}
+    found = {kind: [claim for claim in claims if len(claim[1])] for kind, claims in found.items()}
+    family = sum(len(claims) for claims in found.values())
+    superiority = [stats.Claim(name, a, b, EFFECT_OF_INTEREST, paired=True, units="points",
+                               reference=EFFECT_REFERENCE) for name, a, b in found["superiority"]]
+    judged = stats.judge(superiority, alpha=alpha * len(superiority) / family) if superiority else []
+    matches = [stats.equivalence(name, a, b, EQUIVALENCE_MARGIN, paired=True, alpha=alpha, family_size=family,
+                                 units="points") for name, a, b in found["equivalence"]]
+    return judged, matches
