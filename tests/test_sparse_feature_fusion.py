@@ -206,10 +206,11 @@ def test_nifti_loader_says_where_to_put_a_missing_dataset(tmp_path):
 
 def test_the_grid_runs_the_dsff_ablation_then_the_depth_ablation():
     cfg = experiments.resolve("sparse_feature_fusion", "tutorial")
-    assert chapter.variants(cfg) == [{"conv_mode": "shift", "sparsity": 0.0}, {"conv_mode": "shift", "sparsity": 0.8},
-                                     {"conv_mode": "2d", "sparsity": 0.8}, {"conv_mode": "3d", "sparsity": 0.8}]
+    assert chapter.variants(cfg) == [{"conv_mode": "shift", "sparsity": 0.0}, {"conv_mode": "shift", "sparsity": 0.5},
+                                     {"conv_mode": "shift", "sparsity": 0.8}, {"conv_mode": "2d", "sparsity": 0.8},
+                                     {"conv_mode": "3d", "sparsity": 0.8}]
     cfg = experiments.resolve("sparse_feature_fusion", "tutorial", conv_modes=["shift", "3d"])
-    assert len(chapter.variants(cfg)) == 3  # shift at the ablation sparsity is not run twice
+    assert len(chapter.variants(cfg)) == 4  # shift at the ablation sparsity is not run twice
 
 
 def test_a_volume_size_the_network_cannot_halve_fails_before_any_data_is_loaded(monkeypatch):

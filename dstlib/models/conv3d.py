@@ -166,7 +166,7 @@ class E2ENet(nn.Module):
         deep_supervision: in training mode ``forward`` returns ``forward_all_scales`` (the list of heads,
             full resolution first), as nnU-Net does; in eval mode always the full-resolution logits.
 
-    Defaults are the CPU tutorial scale (4 levels, 8-16-32-64 channels, 140k parameters at 2 classes).
+    Defaults are the CPU tutorial scale (4 levels, 8-16-32-64 channels, about 140k parameters).
     """
 
     def __init__(

@@ -1,0 +1,415 @@
+"""Chapter 6, "Dynamic sparse networks for time-series classification" (DSN, Xiao et al., NeurIPS 2022).
+
+Each run trains DSN's SCNN (:class:`dstlib.models.conv1d.SCNN`) with one seed on one dataset under one
+*variant* and measures its test accuracy, its active parameters, its FLOPs and, for the sparse variants,
+where in the kernel its active weights sit (the per-group histogram of active taps, every epoch):
+
+* ``"dsn"``: region-constrained DST (:class:`dstlib.sparse.DSN`): density ``density`` inside each group's
+  region (the first 13, 26, 39 taps of a k = 39 kernel for 3 groups), shortest-taps-first start, magnitude
+  prune and random regrowth inside the region, drop fraction cosine-decayed, topology frozen late;
+* ``"dense_large"``: the same network dense, kernel ``kernel_size`` (39);
+* ``"dense_small"``: the same network dense, kernel ``small_kernel_size`` (9);
+* ``"unconstrained"``: the same DST at element granularity over the whole kernel, every layer with
+  exactly DSN's active weights (DSN's *layer* density, 0.133 for 0.2 inside the regions);
+* ``"static_regions"``: DSN's initial masks, never updated.
+
+The large kernels are the only sparse layers (the 1x1 bottlenecks and the head stay dense, as in DSN).
+Model selection: the epoch with the best accuracy on a stratified validation split carved from the
+training set (``model_selection="validation"``); ``"train_loss"`` is the released code's rule (the
+lowest training loss, here measured in eval mode on the training set), ``"last"`` the final epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dstlib import checks, data, models, sparse, stats
+from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.data.timeseries import NORMALIZATIONS, archive_files, sktime_bundled_folder
+from dstlib.experiments.common import (
+    TRAINING_KNOBS,
+    ChapterResult,
+    Outcome,
+    fit_options,
+    grid,
+    main_process_first,
+    paired_values,
+    run_point,
+)
+from dstlib.train import EngineFactory, evaluate, fit
+
+VARIANTS = ("dsn", "dense_large", "dense_small", "unconstrained", "static_regions")
+SPARSE_VARIANTS = ("dsn", "unconstrained", "static_regions")
+VARIANT_LABELS = {"dsn": "DSN (regions, DST)", "dense_large": "Dense, large kernel",
+                  "dense_small": "Dense, small kernel", "unconstrained": "DST, whole kernel",
+                  "static_regions": "Static regions"}
+SOURCES = ("bundled", "archive")
+MODEL_SELECTIONS = ("validation", "train_loss", "last")
+GROWTH = ("random", "gradient")
+
+# DSN against each baseline: the paper gives no size for these comparisons (its baselines are other
+# architectures); tested against one accuracy point, the smallest gap the book calls a difference.
+EFFECT_OF_INTEREST = 1.0
+EFFECT_REFERENCE = "the book's smallest effect of interest"
+PAPER_COST_RATIO = 0.5  # abstract: state of the art "with less than 50% computational cost"
+
+# The UCR archive of 85 univariate problems used by the paper (2015 names as spelt in the UCR 2018 folders).
+UCR_85 = (
+    "Adiac", "ArrowHead", "Beef", "BeetleFly", "BirdChicken", "Car", "CBF", "ChlorineConcentration",
+    "CinCECGTorso", "Coffee", "Computers", "CricketX", "CricketY", "CricketZ", "DiatomSizeReduction",
+    "DistalPhalanxOutlineAgeGroup", "DistalPhalanxOutlineCorrect", "DistalPhalanxTW", "Earthquakes", "ECG200",
+    "ECG5000", "ECGFiveDays", "ElectricDevices", "FaceAll", "FaceFour", "FacesUCR", "FiftyWords", "Fish", "FordA",
+    "FordB", "GunPoint", "Ham", "HandOutlines", "Haptics", "Herring", "InlineSkate", "InsectWingbeatSound",
+    "ItalyPowerDemand", "LargeKitchenAppliances", "Lightning2", "Lightning7", "Mallat", "Meat", "MedicalImages",
+    "MiddlePhalanxOutlineAgeGroup", "MiddlePhalanxOutlineCorrect", "MiddlePhalanxTW", "MoteStrain",
+    "NonInvasiveFetalECGThorax1", "NonInvasiveFetalECGThorax2", "OliveOil", "OSULeaf", "PhalangesOutlinesCorrect",
+    "Phoneme", "Plane", "ProximalPhalanxOutlineAgeGroup", "ProximalPhalanxOutlineCorrect", "ProximalPhalanxTW",
+    "RefrigerationDevices", "ScreenType", "ShapeletSim", "ShapesAll", "SmallKitchenAppliances",
+    "SonyAIBORobotSurface1", "SonyAIBORobotSurface2", "StarLightCurves", "Strawberry", "SwedishLeaf", "Symbols",
+    "SyntheticControl", "ToeSegmentation1", "ToeSegmentation2", "Trace", "TwoLeadECG", "TwoPatterns",
+    "UWaveGestureLibraryAll", "UWaveGestureLibraryX", "UWaveGestureLibraryY", "UWaveGestureLibraryZ", "Wafer", "Wine",
+    "WordSynonyms", "Worms", "WormsTwoClass", "Yoga",
+)
+# The UEA archive of 30 multivariate problems (2018).
+UEA_30 = (
+    "ArticularyWordRecognition", "AtrialFibrillation", "BasicMotions", "CharacterTrajectories", "Cricket",
+    "DuckDuckGeese", "EigenWorms", "Epilepsy", "ERing", "EthanolConcentration", "FaceDetection", "FingerMovements",
+    "HandMovementDirection", "Handwriting", "Heartbeat", "InsectWingbeat", "JapaneseVowels", "Libras", "LSST",
+    "MotorImagery", "NATOPS", "PEMS-SF", "PenDigits", "PhonemeSpectra", "RacketSports", "SelfRegulationSCP1",
+    "SelfRegulationSCP2", "SpokenArabicDigits", "StandWalkJump", "UWaveGestureLibrary",
+)
+# Names in the ``datasets`` knob that stand for a whole archive.
+ARCHIVES = {"ucr85": UCR_85, "uea30": UEA_30}
+
+KNOBS = {
+    "datasets": Knob("datasets (a grid axis): 'motifs' (synthetic), UCR/UEA problem names, or 'ucr85' / 'uea30' "
+                     "for the paper's archives", str, is_list=True),
+    "source": Knob("where UCR/UEA problems come from: sktime's bundled copies first, or the extracted archives",
+                   str, choices=SOURCES),
+    "normalize": Knob("UCR/UEA values: as shipped (DSN) or z-normalised per series and channel", str,
+                      choices=NORMALIZATIONS),
+    "motif_series": Knob("synthetic motifs: series, train and test together", int, low=8),
+    "motif_length": Knob("synthetic motifs: length of a series", int, low=40),
+    "motif_noise": Knob("synthetic motifs: standard deviation of the Gaussian noise", float, low=0.0),
+    "variants": Knob("what to compare (a grid axis)", str, choices=VARIANTS, is_list=True),
+    "nf": Knob("channels per output group of each SCNN module (DSN: 47 UCR, 59 UEA)", int, low=1),
+    "depth": Knob("SCNN modules (DSN: 4)", int, low=1),
+    "kernel_size": Knob("length of the large kernels (DSN: 39)", int, low=5),
+    "small_kernel_size": Knob("kernel length of the dense small-kernel baseline", int, low=1),
+    "out_groups": Knob("output-channel groups with regions of different lengths (DSN: 3)", int, low=1),
+    "pad_zero": Knob("zero 'same' padding instead of DSN's right-side replication padding", bool),
+    "density": Knob("DSN's density inside each group's region (DSN: 0.2 UCR, 0.1 UEA)", float, low=0.0, high=1.0,
+                    low_open=True),
+    "grow": Knob("regrowth inside the region: random (DSN's README) or by gradient", str, choices=GROWTH),
+    "update_every_epochs": Knob("epochs between topology updates (DSN: 5)", float, low=0.0, low_open=True),
+    "drop_fraction": Knob("fraction of a group's active weights replaced at an update, cosine-decayed (DSN: 0.5)",
+                          float, low=0.0, high=1.0, high_open=True),
+    "drop_fraction_min": Knob("floor of the drop-fraction decay (DSN: 0.001)", float, low=0.0, high=1.0,
+                              high_open=True),
+    "update_end": Knob("fraction of training after which the topology is frozen (DSN: 0.8)", float, low=0.0,
+                       high=1.0, low_open=True),
+    "val_fraction": Knob("fraction of the training set held out (stratified) for model selection", float, low=0.0,
+                         high=1.0, high_open=True),
+    "model_selection": Knob("which epoch is kept: best validation accuracy, lowest training loss (DSN's code), "
+                            "or the last", str, choices=MODEL_SELECTIONS),
+    **TRAINING_KNOBS,
+    "batch_size": Knob("mini-batch size; 0 = DSN's rule max(min(N_train / 10, 16), 2)", int, low=0),
+    "lr": Knob("learning rate of Adam (DSN: 3e-4)", float, low=0.0, low_open=True),
+    "weight_decay": Knob("decoupled weight decay of AdamW (DSN: none)", float, low=0.0),
+}
+
+_COMMON = {"device": "auto", "out_dir": None, "progress": False, "variants": list(VARIANTS), "source": "bundled",
+           "normalize": "none", "motif_series": 400, "motif_length": 128, "motif_noise": 1.0, "kernel_size": 39,
+           "small_kernel_size": 9, "out_groups": 3, "pad_zero": False, "density": 0.2, "grow": "random",
+           "update_every_epochs": 5.0, "drop_fraction": 0.5, "drop_fraction_min": 0.001, "update_end": 0.8,
+           "val_fraction": 0.25, "model_selection": "validation", "lr_schedule": "cosine",
+           "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "weight_decay": 0.0}
+# Chosen by a pilot (see the chapter): the motif set only (ArrowHead's 36 training series left every
+# difference inside the spread over seeds), 5 seeds, Adam 3e-3 for 80 epochs.
+_TUTORIAL = {**_COMMON, "datasets": ["motifs"], "nf": 8, "depth": 2, "lr": 3e-3, "batch_size": 16}
+
+SPEC = ChapterSpec(
+    name="dynamic_sparse_timeseries",
+    title="Dynamic sparse networks for time-series classification",
+    notebook="book/06_dynamic_sparse_timeseries.ipynb",
+    paper="xiao2022dsn",
+    knobs=KNOBS,
+    profiles={
+        "smoke": {**_TUTORIAL, "motif_series": 64, "seeds": [0], "epochs": 2, "update_every_epochs": 1.0,
+                  "nf": 4},
+        "tutorial": {**_TUTORIAL, "seeds": [0, 1, 2, 3, 4], "epochs": 80},
+        # DSN's README recipe for the UCR 85 archive (nf 47, depth 4, k 39, density 0.2 in the regions,
+        # Adam 3e-4, 1000 epochs, its batch rule); UEA: --set datasets=uea30 nf=59 density=0.1.
+        "paper": {**_COMMON, "datasets": ["ucr85"], "source": "archive", "nf": 47, "depth": 4, "lr": 3e-4,
+                  "batch_size": 0, "seeds": [0, 1, 2], "epochs": 1000, "pad_zero": True},
+    },
+)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+def dataset_names(config: Config) -> list[str]:
+    """The datasets of ``config``, with ``"ucr85"`` and ``"uea30"`` expanded to the archives' problem names."""
+    return list(dict.fromkeys(name for entry in config.datasets for name in ARCHIVES.get(entry, (entry,))))
+
+
+def check_config(config: Config) -> None:
+    """Errors a run would meet late, raised before any training: problem names, kernel sizes, and problems
+    that are on disk nowhere (:class:`~dstlib.data.DatasetNotAvailable` saying where to put them)."""
+    for name in dataset_names(config):
+        checks.require(name == "motifs" or re.fullmatch(r"[A-Za-z0-9_\-]+", name) is not None, "datasets", name,
+                       "'motifs' or a UCR/UEA problem name such as 'ArrowHead'")
+    checks.require(config.kernel_size >= config.out_groups, "kernel_size", config.kernel_size,
+                   f"an integer >= out_groups ({config.out_groups})")
+    checks.require(config.small_kernel_size >= config.out_groups, "small_kernel_size", config.small_kernel_size,
+                   f"an integer >= out_groups ({config.out_groups})")
+    for name in dataset_names(config):
+        if where_from(config, name) == "missing":
+            load_dataset(config, name)  # raises DatasetNotAvailable with the download instructions
+
+
+def where_from(config: Config, name: str) -> str:
+    """``"synthetic"``, ``"sktime"`` or ``"archive"``: where dataset ``name`` would be read from."""
+    if name == "motifs":
+        return "synthetic"
+    if config.source == "bundled" and sktime_bundled_folder(name) is not None:
+        return "sktime"
+    return "archive" if archive_files(data.data_root(), name) is not None else "missing"
+
+
+def load_dataset(config: Config, name: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+    """``(train, test)`` tensors ``(x: (N, C, L), y: (N,))`` of dataset ``name``."""
+    with main_process_first():
+        if name == "motifs":
+            options = {"num_series": config.motif_series, "length": config.motif_length,
+                       "noise": config.motif_noise}
+            return tuple(data.load("motifs", split, **options).tensors for split in ("train", "test"))
+        registry = "ucr" if config.source == "bundled" else "ucr_archive"
+        return tuple(data.load(registry, split, problem=name, normalize=config.normalize).tensors
+                     for split in ("train", "test"))
+
+
+def validation_split(targets: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train_index, val_index)``: a stratified random split, ``round(fraction * n_c)`` of every class ``c``
+    held out (at least one when ``fraction > 0`` and the class has two or more series)."""
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for label in torch.unique(targets):
+        members = torch.nonzero(targets == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        held = min(len(members) - 1, max(1 if fraction > 0 else 0, round(fraction * len(members))))
+        val.append(members[:held])
+        train.append(members[held:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def batch_size_for(config: Config, num_train: int) -> int:
+    """The configured batch size, or DSN's rule ``max(min(N_train / 10, 16), 2)`` when it is 0."""
+    return config.batch_size or max(min(num_train // 10, 16), 2)
+
+
+# ----------------------------------------------------------------------------------------- models and engines
+
+def build_model(config: Config, variant: str, num_classes: int, in_channels: int) -> nn.Module:
+    """The SCNN of ``variant``: kernel ``small_kernel_size`` for ``"dense_small"``, ``kernel_size`` otherwise."""
+    kernel = config.small_kernel_size if variant == "dense_small" else config.kernel_size
+    return models.build("scnn", num_classes=num_classes, in_channels=in_channels, nf=config.nf, depth=config.depth,
+                        kernel_size=kernel, out_groups=config.out_groups, pad_zero=config.pad_zero)
+
+
+def dsn_masks(model: nn.Module, density: float) -> dict[str, torch.Tensor]:
+    """DSN's initial masks of ``model`` (deterministic: shortest-taps-first), built on a copy."""
+    twin = copy.deepcopy(model)
+    engine = sparse.DSN(twin, torch.optim.SGD(twin.parameters(), lr=0.0), density=density, total_steps=10)
+    return {name: mask.bool().clone() for name, mask in engine.masks.items()}
+
+
+def engine_for(variant: str, config: Config, seed: int, steps_per_epoch: int) -> EngineFactory | None:
+    """The ``(model, optimizer, total_steps) -> engine`` builder of ``variant`` (``None`` when dense)."""
+    if variant not in SPARSE_VARIANTS:
+        return None
+    schedule = {"update_every_epochs": config.update_every_epochs, "steps_per_epoch": steps_per_epoch,
+                "drop_fraction": config.drop_fraction, "drop_fraction_min": config.drop_fraction_min,
+                "grow": config.grow, "seed": seed}
+
+    def build(model, optimizer, total_steps):
+        update_end = max(1, round(config.update_end * total_steps))
+        if variant == "dsn":
+            return sparse.DSN(model, optimizer, density=config.density, total_steps=total_steps,
+                              update_end=update_end, **schedule)
+        masks = dsn_masks(model, config.density)
+        if variant == "static_regions":
+            return sparse.Static(model, optimizer, masks=masks)
+        # Same active weights in every layer as DSN, anywhere in the kernel.
+        layer_densities = {name: float(mask.float().mean()) for name, mask in masks.items()}
+        return sparse.DSN(model, optimizer, density=None, distribution=layer_densities, granularity="element",
+                          total_steps=total_steps, update_end=update_end, **schedule)
+
+    return build
+
+
+def tap_histogram(model: nn.Module, out_groups: int) -> torch.Tensor:
+    """Active weights per tap of every large sparse kernel and output-channel group:
+    ``(layers, out_groups, k)`` int counts; a dense kernel counts its non-zero weights."""
+    rows = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv1d) and module.kernel_size[0] >= sparse.DSN.MIN_KERNEL:
+            mask = getattr(module, "weight_mask", None)
+            active = mask.bool() if mask is not None else module.weight.detach() != 0
+            rows.append(torch.stack([chunk.sum(dim=(0, 1)) for chunk in active.tensor_split(out_groups, dim=0)]))
+    return torch.stack(rows).to(torch.int64) if rows else torch.zeros(0, out_groups, 0, dtype=torch.int64)
+
+
+def active_parameters(model: nn.Module, engine: Any) -> tuple[int, int]:
+    """``(active, total)`` trainable parameters: all of them minus the masked-out weights."""
+    total = sum(p.numel() for p in model.parameters())
+    if engine is None:
+        return total, total
+    inactive = sum(int((~mask.bool()).sum()) for mask in engine.masks.values())
+    return total - inactive, total
+
+
+def receptive_taps(histogram: torch.Tensor, quantile: float = 0.95) -> np.ndarray:
+    """Per group, the tap below which ``quantile`` of its active weights lie (+1, so a length in taps),
+    summed over layers: ``(layers, G, k) -> (G,)``."""
+    counts = histogram.sum(dim=0).double()  # (G, k)
+    cumulative = counts.cumsum(dim=1) / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    return (cumulative < quantile).sum(dim=1).numpy() + 1
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+def variants(config: Config) -> list[dict[str, Any]]:
+    """The grid of one seed: every (dataset, variant)."""
+    return grid({"dataset": dataset_names(config), "variant": config.variants})
+
+
+def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test) -> Outcome:
+    """Train and evaluate one (seed, dataset, variant)."""
+    x, y = train
+    seed, variant = params["seed"], params["variant"]
+    num_classes, in_channels = int(torch.cat([y, test[1]]).max()) + 1, x.shape[1]
+    if config.model_selection == "validation":
+        fit_index, val_index = validation_split(y, config.val_fraction, seed)
+        fit_data, val_data, select_by = (x[fit_index], y[fit_index]), (x[val_index], y[val_index]), "accuracy"
+    elif config.model_selection == "train_loss":
+        fit_data, val_data, select_by = (x, y), (x, y), "loss"
+    else:
+        fit_data, val_data, select_by = (x, y), None, None
+    batch_size = batch_size_for(config, len(fit_data[1]))
+    steps_per_epoch = math.ceil(len(fit_data[1]) / batch_size)
+    snapshots: list[torch.Tensor] = []
+
+    def snapshot(epoch, model, engine):
+        if variant in SPARSE_VARIANTS:
+            snapshots.append(tap_histogram(model, config.out_groups))
+        return {}
+
+    options = {**fit_options(config), "batch_size": batch_size}
+    fitted = fit(lambda: build_model(config, variant, num_classes, in_channels), fit_data, optimizer="adamw",
+                 sparsity=engine_for(variant, config, seed, steps_per_epoch), val_data=val_data, select_by=select_by,
+                 on_epoch_end=snapshot, seed=seed, checkpoint=checkpoint, resume=True, **options)
+    model, engine = fitted.model, fitted.engine
+    scores = evaluate(model, test)
+    report = sparse.flops(model, x[:1].to(next(model.parameters()).device), engine)
+    active, total = active_parameters(model, engine)
+    metrics = {"accuracy": scores["accuracy"], "test_loss": scores["loss"], "best_epoch": fitted.best_epoch,
+               "params_active": active, "params_total": total, "flops_forward": report.sparse_forward,
+               "flops_dense_forward": report.dense_forward, "flops_train_step": report.training_step,
+               "layer_density": engine.density if engine is not None else 1.0,
+               "region_density": engine.region_density if isinstance(engine, sparse.DSN) else float("nan"),
+               "train_time_s": fitted.wall_time_s, "num_train": len(fit_data[1]),
+               "num_val": 0 if val_data is None or select_by == "loss" else len(val_data[1]),
+               "num_test": len(test[1])}
+    extras = {}
+    if variant in SPARSE_VARIANTS:
+        final = tap_histogram(model, config.out_groups)
+        metrics.update({f"taps_g{g}": float(t) for g, t in enumerate(receptive_taps(final))})
+        extras = {"taps": torch.stack(snapshots), "final_taps": final}
+    return Outcome(metrics, fitted.history, extras)
+
+
+def run(config: Config) -> ChapterResult:
+    """Train every (seed, dataset, variant) of ``config``; return the records and the tap histograms."""
+    check_config(config)
+    loaded: dict[str, tuple] = {}
+    result = ChapterResult(config)
+    for seed in config.seeds:
+        for point in variants(config):
+            if point["dataset"] not in loaded:
+                loaded[point["dataset"]] = load_dataset(config, point["dataset"])
+            train, test = loaded[point["dataset"]]
+            record, extras = run_point(config, {"seed": seed, **point},
+                                       functools.partial(train_one, config=config, train=train, test=test))
+            result.records.append(record)
+            if extras:
+                result.extras[(seed, point["dataset"], point["variant"])] = extras
+    return result
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+def with_costs(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with accuracy in points, a printable ``label``, and FLOPs and active parameters relative to
+    the dense large-kernel run of the same dataset (deterministic, so the first seed's)."""
+    out = frame.copy()
+    out["accuracy_pct"] = 100 * out["accuracy"]
+    out["label"] = out["variant"].map(VARIANT_LABELS)
+    dense = out[out["variant"] == "dense_large"].groupby("dataset")[["flops_forward", "params_active"]].first()
+    for column in ("flops_forward", "params_active"):
+        out[f"{column}_ratio"] = out[column] / out["dataset"].map(dense[column]) if len(dense) else np.nan
+    return out
+
+
+def tap_curves(extras: Mapping[tuple, Mapping[str, torch.Tensor]], dataset: str, variant: str) -> np.ndarray:
+    """Mean over seeds of the per-epoch tap histograms of ``(dataset, variant)``, summed over layers:
+    ``(epochs, G, k)`` counts (empty when no run has them)."""
+    found = [e["taps"].sum(dim=1).double() for (_, d, v), e in extras.items() if d == dataset and v == variant]
+    return torch.stack(found).mean(dim=0).numpy() if found else np.zeros((0, 0, 0))
+
+
+def verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> list[stats.Verdict]:
+    """The paper's claims on this run's records, per dataset, paired by seed, each against
+    :data:`EFFECT_OF_INTEREST` accuracy point (the paper reports no effect size for them):
+
+    * DSN beats the dense network with the same large kernel (the paper: state-of-the-art accuracy);
+    * DSN beats the dense small-kernel network (the receptive field matters);
+    * DSN beats unconstrained DST with the same active weights (the regions matter);
+    * DSN beats its own initial masks kept static (the weights' moves matter).
+
+    All claims of all datasets are one Holm family. FLOPs are measured, not tested: they are deterministic
+    (:func:`cost_table`).
+    """
+    claims = []
+    for dataset in dict.fromkeys(frame["dataset"]):
+        for other, what in (("dense_large", "dense large kernel"), ("dense_small", "dense small kernel"),
+                            ("unconstrained", "DST without regions"), ("static_regions", "static regions")):
+            dsn, base = paired_values(frame, "accuracy", {"dataset": dataset, "variant": "dsn"},
+                                      {"dataset": dataset, "variant": other})
+            if len(dsn):
+                claims.append(stats.Claim(f"{dataset}: DSN - {what}", dsn, base, EFFECT_OF_INTEREST, paired=True,
+                                          units="points", reference=EFFECT_REFERENCE))
+    return stats.judge(claims, alpha=alpha) if claims else []
+
+
+def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, variant): forward FLOPs per series, training FLOPs per series and step, active
+    parameters, and forward FLOPs relative to the dense large kernel (deterministic; first seed)."""
+    costs = with_costs(frame)
+    columns = ["flops_forward", "flops_train_step", "params_active", "flops_forward_ratio", "params_active_ratio"]
+    return costs.groupby(["dataset", "variant"], sort=False)[columns].first()
+
+
+def variant_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the order of :data:`VARIANTS`."""
+    return [v for v in VARIANTS if v in set(names)]
