@@ -1,0 +1,29 @@
+"""Resume a truly sparse checkpoint in a fresh process: ``python truly_sparse_worker.py DIR THREADS``.
+
+For every case of ``truly_sparse_toys.CASES``: build model, optimizer and engine anew, load ``DIR/<case>.pt``
+(saved after ``SAVE_AT`` steps), train to ``TOTAL_STEPS`` and save ``DIR/<case>.final.pt``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from truly_sparse_toys import CASES, SAVE_AT, TOTAL_STEPS, train, truly_sparse_case
+
+
+def main(directory: Path, threads: int) -> None:
+    torch.set_num_threads(threads)
+    for name in CASES:
+        model, optimizer, engine = truly_sparse_case(name, seed=1)  # another seed: everything must come from disk
+        checkpoint = torch.load(directory / f"{name}.pt")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        engine.load_state_dict(checkpoint["engine"])
+        train(model, optimizer, engine, range(SAVE_AT, TOTAL_STEPS))
+        torch.save({"model": model.state_dict(), "masks": engine.masks}, directory / f"{name}.final.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]))
