@@ -30,11 +30,10 @@ class CSRLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, self.in_features)
-        out = torch.sparse.mm(self.weight, rows.T).T  # (out, M) -> (M, out); dense @ CSR is far slower
+        out = times_transposed(self.weight, x.reshape(-1, self.in_features))
         if self.bias is not None:
             out = out + self.bias
-        return out.contiguous().view(*x.shape[:-1], self.out_features)
+        return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.weight._nnz()}"
@@ -100,7 +99,28 @@ def _nonzero_fraction(weight: Tensor) -> float:
     return float(torch.count_nonzero(weight)) / weight.numel()
 
 
-def _csr(matrix: Tensor) -> Tensor:
+def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    """A ``torch.sparse_csr`` matrix from its row pointers, column indices and values (not re-checked)."""
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": expected, not actionable
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return matrix.detach().to_sparse_csr()
+        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+
+
+def times_transposed(matrix: Tensor, rows: Tensor) -> Tensor:
+    """``rows @ matrix^T`` for a CSR ``matrix`` (n, k) and dense ``rows`` (M, k) -> contiguous (M, n).
+
+    ``torch.sparse.mm(matrix, rows^T)`` (dense @ CSR is far slower); one row goes through ``torch.mv``
+    (2.5x faster than ``torch.sparse.mm`` with one column on the CPU)."""
+    if rows.shape[0] == 1:
+        return torch.mv(matrix, rows[0]).unsqueeze(0)
+    return torch.sparse.mm(matrix, rows.T).T.contiguous()
+
+
+def _csr(matrix: Tensor) -> Tensor:
+    """``matrix`` (2-D, dense) in CSR form with int32 indices where they fit (faster than int64 on the CPU)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        sparse = matrix.detach().to_sparse_csr()
+    index = torch.int32 if matrix.numel() < 2**31 else torch.int64
+    return csr_tensor(sparse.crow_indices().to(index), sparse.col_indices().to(index), sparse.values(),
+                      tuple(matrix.shape))

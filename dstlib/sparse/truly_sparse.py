@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ from dstlib import checks
 from dstlib.sparse import criteria
 from dstlib.sparse.distributions import Distribution
 from dstlib.sparse.engine import SparseEngine
+from dstlib.sparse.export import csr_tensor, times_transposed
 from dstlib.sparse.granularity import Element
 from dstlib.sparse.metrics import layer_report, tensor_bytes
 from dstlib.sparse.schedules import DropFraction
@@ -71,20 +71,6 @@ GROW_RULES = ("random", "gradient")
 """``grow=`` values of :class:`TrulySparseEngine`: uniform random (SET) or largest dense ``|grad|`` (RigL)."""
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": expected, not actionable
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
-
-
-def _times_transposed(matrix: Tensor, rows: Tensor) -> Tensor:
-    """``rows @ matrix^T`` for a CSR ``matrix`` (n, k) and dense ``rows`` (M, k) -> contiguous (M, n).
-    One row goes through ``torch.mv`` (2.5x faster than ``torch.sparse.mm`` with one column on the CPU)."""
-    if rows.shape[0] == 1:
-        return torch.mv(matrix, rows[0]).unsqueeze(0)
-    return torch.sparse.mm(matrix, rows.T).T.contiguous()
-
-
 class _SparseMatmul(torch.autograd.Function):
     """``(M, in) x values -> (M, out)``: ``x W^T`` with ``W`` given by the layer's layout and ``values``."""
 
@@ -92,7 +78,7 @@ class _SparseMatmul(torch.autograd.Function):
     def forward(ctx: Any, rows: Tensor, values: Tensor, layer: SparseLinear) -> Tensor:
         ctx.save_for_backward(rows, values)
         ctx.layer = layer
-        return _times_transposed(layer.csr(values), rows)
+        return times_transposed(layer.csr(values), rows)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
@@ -101,7 +87,7 @@ class _SparseMatmul(torch.autograd.Function):
         grad_t = grad.T  # (out, M)
         grad_rows = grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_rows = _times_transposed(layer.csr_transposed(values), grad)
+            grad_rows = times_transposed(layer.csr_transposed(values), grad)
         if ctx.needs_input_grad[1]:
             pattern = layer.csr(values.detach())
             grad_values = torch.sparse.sampled_addmm(pattern, grad_t.contiguous(), rows, beta=0.0).values()
@@ -200,13 +186,13 @@ class SparseLinear(nn.Module):
         """``W`` as a ``torch.sparse_csr`` tensor ``(out, in)`` (with ``values``, default the parameter)."""
         self._follow_device()
         values = self.values if values is None else values
-        return _csr(self._crow, self._col, values, (self.out_features, self.in_features))
+        return csr_tensor(self._crow, self._col, values, (self.out_features, self.in_features))
 
     def csr_transposed(self, values: Tensor | None = None) -> Tensor:
         """``W^T`` as a ``torch.sparse_csr`` tensor ``(in, out)``."""
         self._follow_device()
         values = self.values if values is None else values
-        return _csr(self._t_crow, self._t_col, values[self._t_perm], (self.in_features, self.out_features))
+        return csr_tensor(self._t_crow, self._t_col, values[self._t_perm], (self.in_features, self.out_features))
 
     def mask(self) -> Tensor:
         """Bool ``(out, in)``: the active positions (a new dense tensor)."""
@@ -242,7 +228,7 @@ class SparseLinear(nn.Module):
         if torch.is_grad_enabled() and (self.values.requires_grad or rows.requires_grad):
             out = _SparseMatmul.apply(rows, self.values, self)
         else:  # inference: the bare CSR product
-            out = _times_transposed(self.csr(self.values.detach()), rows)
+            out = times_transposed(self.csr(self.values.detach()), rows)
         if self.bias is not None:
             out = out + self.bias
         return out.view(*x.shape[:-1], self.out_features)
