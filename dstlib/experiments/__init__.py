@@ -18,6 +18,9 @@ CHAPTERS = {
     "corruption_robustness": "dstlib.experiments.corruption_robustness",
     "hard_samples": "dstlib.experiments.hard_samples",
     "dynamic_data_pruning": "dstlib.experiments.dynamic_data_pruning",
+    "sparse_feature_fusion": "dstlib.experiments.sparse_feature_fusion",
+    "dynamic_sparse_timeseries": "dstlib.experiments.dynamic_sparse_timeseries",
+    "large_kernels": "dstlib.experiments.large_kernels",
 }
 
 

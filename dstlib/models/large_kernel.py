@@ -5,6 +5,8 @@ up Kernels Beyond 51x51 using Sparsity", ICLR 2023; official ``models/SLaK.py``)
   kernels plus a small N x N one (N < M), each followed by its own BatchNorm, outputs summed
   (``decompose=False`` keeps a full M x M branch instead: RepLKNet, or ConvNeXt without the small branch).
   Plain PyTorch needs padding (M//2, N//2) for the M x N branch (the original's GEMM op pads implicitly).
+  ``merged_kernel()`` folds each branch's BatchNorm in and sums the branches into one M x M kernel and bias
+  (structural re-parameterisation, for inference).
 - ``ConvNeXtBlock``: large kernel -> LayerNorm -> Linear(d, 4d) -> GELU -> Linear(4d, d) -> layer scale ->
   drop path -> residual.
 - ``SLaKNet``: ConvNeXt macro design (patchify stem + LayerNorm, LayerNorm + 2x2 stride-2 downsampling,
@@ -40,6 +42,13 @@ class DepthwiseConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
 
+    def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv with its BatchNorm folded in (eval mode: running statistics): weight ``(C, 1, kh, kw)``
+        and bias ``(C,)`` with ``conv2d(x, weight, bias, padding, groups=C) == self.eval()(x)``."""
+        bn = self.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return self.conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+
 
 class DecomposedLargeKernel(nn.Module):
     """SLaK's large-kernel depthwise block: ``(B, C, H, W) -> (B, C, H, W)``, the sum of its branches.
@@ -73,6 +82,23 @@ class DecomposedLargeKernel(nn.Module):
     def branches(self) -> list[nn.Module]:
         """The branches present, in the order ``lora1, lora2, full, small``."""
         return [b for b in (self.lora1, self.lora2, self.full, self.small) if b is not None]
+
+    @torch.no_grad()
+    def merged_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Structural re-parameterisation: the branches as one depthwise M x M conv.
+
+        Each branch's BatchNorm is folded into its kernel (eval mode: running statistics), the kernel is
+        zero-padded to M x M around the centre, and kernels and biases are summed. Returns weight
+        ``(C, 1, M, M)`` and bias ``(C,)`` with ``conv2d(x, weight, bias, padding=M // 2, groups=C)`` equal
+        to the block in eval mode: one kernel for inference, whatever the branches.
+        """
+        weights, biases = zip(*(branch.fused() for branch in self.branches()), strict=True)
+        m = max(max(w.shape[-2:]) for w in weights)
+        merged = torch.zeros(weights[0].shape[0], 1, m, m, dtype=weights[0].dtype, device=weights[0].device)
+        for w in weights:
+            top, left = (m - w.shape[-2]) // 2, (m - w.shape[-1]) // 2
+            merged[:, :, top:top + w.shape[-2], left:left + w.shape[-1]] += w
+        return merged, torch.stack(biases).sum(dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = self.branches()
@@ -195,12 +221,16 @@ class SLaKNet(nn.Module):
         self.norm = nn.LayerNorm(widths[-1], eps=1e-6)
         self.head = nn.Linear(widths[-1], num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling: ``(B, in_channels, H, W)`` -> ``(B, C_last, h, w)``."""
         x = self.stages[0](self.stem(x))
         for down, stage in zip(self.downsample, self.stages[1:], strict=True):
             x = stage(down(x))
-        return self.head(self.norm(x.mean(dim=(2, 3))))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``."""
+        return self.head(self.norm(self.features(x).mean(dim=(2, 3))))
 
 
 def slak_tiny(

@@ -60,7 +60,7 @@ def test_epochs_convenience_and_factory() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = sp.create("GraNet", model, optimizer, density=0.2, total_steps=100)
     assert isinstance(engine, sp.GraNet) and engine.init_density == 0.8 and engine.prune_end == 50
-    assert set(sp.METHODS) == {"set", "rigl", "mest", "granet", "gmp", "static", "dsn"}
+    assert set(sp.METHODS) == {"set", "rigl", "mest", "granet", "gmp", "static", "dsn", "dsff", "slak"}
 
 
 def test_static_with_fixed_masks_and_dtype_moves() -> None:

@@ -1,0 +1,80 @@
+"""Chapter 7 (SLaK): the variants' networks, the parameter count of the sparse one, and the claims."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dstlib import stats
+from dstlib.experiments import large_kernels as chapter
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return chapter.SPEC.resolve("smoke")
+
+
+def test_profiles_are_complete_and_the_paper_profile_is_slak_t():
+    chapter.SPEC.check()
+    paper = chapter.SPEC.resolve("paper")
+    assert (paper.kernel_sizes, paper.short_edge, paper.width_factor, paper.sparsity) == ([51, 49, 47, 13], 5, 1.3,
+                                                                                           0.4)
+    assert (paper.depths, paper.dims, paper.stem_stride, paper.update_every) == ([3, 3, 9, 3], [96, 192, 384, 768],
+                                                                                  4, 2000)
+
+
+def test_variants_build_the_kernels_they_name(cfg):
+    blocks = {v: chapter.build_model(cfg, v, 4, 1).stages[0][0].large_kernel for v in chapter.VARIANTS}
+    assert blocks["small"].full.conv.weight.shape[-2:] == (cfg.small_kernel_size,) * 2 and blocks["small"].small is None
+    assert blocks["large"].full.conv.weight.shape[-2:] == (cfg.kernel_sizes[0],) * 2
+    assert blocks["decomposed"].lora1.conv.weight.shape[-2:] == (cfg.kernel_sizes[0], cfg.short_edge)
+    assert blocks["slak"].lora1.conv.weight.shape[0] == int(cfg.dims[0] * cfg.width_factor)
+
+
+def test_sparse_variant_counts_parameters_from_its_masks(cfg):
+    train_x, train_y = torch.rand(16, 1, 20, 20), torch.randint(0, 4, (16,))
+    model = chapter.build_model(cfg, "slak", 4, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    engine = chapter.sparse_engine(cfg, (train_x, train_y), seed=0)(model, optimizer, 10)
+    total, nonzero = chapter.count_parameters(model, engine)
+    assert total == sum(p.numel() for p in model.parameters())
+    assert total - nonzero == sum(int((~m).sum()) for m in engine.masks.values()) > 0
+    assert chapter.count_parameters(model) == (total, total)
+    assert chapter.inference_throughput(model, train_x) > 0
+
+
+def _frame(seeds=5, slak_gain=6.0):
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        base = 0.45 + 0.01 * rng.normal()
+        for variant, gain, area in (("small", 0.0, 3.0), ("large", 0.1, 12.0), ("decomposed", 0.08, 10.0),
+                                    ("slak", slak_gain / 100, 14.0)):
+            rows.append({"seed": seed, "variant": variant, "accuracy": base + gain + 0.005 * rng.normal(),
+                         "params_nonzero": 1000, "flops": 2e6, "train_images_per_s": 100.0,
+                         "infer_images_per_s": 1000.0, "erf_r30": area + 0.5 * rng.normal(),
+                         "erf_distance": area / 2 + 0.2 * rng.normal()})
+    return pd.DataFrame(rows)
+
+
+def test_claims_pair_by_seed_in_one_family():
+    verdicts = chapter.verdicts(_frame())
+    assert [v.name for v in verdicts] == ["SLaK - 7x7 dense: accuracy", "SLaK - MxM dense: accuracy",
+                                          "sparse + wider - dense decomposed: accuracy",
+                                          "SLaK - 7x7 dense: ERF mean distance"]
+    assert {v.family_size for v in verdicts} == {4}
+    assert verdicts[0].paper_effect == chapter.PAPER_SLAK_VS_CONVNEXT
+    assert verdicts[0].effect.estimate == pytest.approx(6.0, abs=1.0)
+    assert verdicts[0].outcome == stats.REPRODUCED and verdicts[1].outcome == stats.CONTRADICTED
+    assert "(the book's smallest effect of interest)" in verdicts[1].sentence
+    assert verdicts[3].units == "pixels" and verdicts[3].outcome == stats.REPRODUCED
+
+
+def test_tables_and_erf_means():
+    table = chapter.efficiency_table(_frame())
+    assert list(table.index) == [chapter.LABELS[v] for v in chapter.VARIANTS]
+    assert table.loc["7x7 dense", "mflops"] == 2.0
+    maps = {("slak", 0): torch.rand(6, 6), ("slak", 1): torch.rand(6, 6), ("small", 0): None}
+    shown = chapter.mean_erf(maps, "slak")
+    assert shown.shape == (6, 6) and float(shown.max()) == pytest.approx(1.0)
+    assert chapter.mean_erf(maps, "small") is None
