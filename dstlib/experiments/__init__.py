@@ -21,6 +21,7 @@ CHAPTERS = {
     "sparse_feature_fusion": "dstlib.experiments.sparse_feature_fusion",
     "dynamic_sparse_timeseries": "dstlib.experiments.dynamic_sparse_timeseries",
     "large_kernels": "dstlib.experiments.large_kernels",
+    "where_is_the_speedup": "dstlib.experiments.where_is_the_speedup",
 }
 
 
