@@ -360,15 +360,18 @@ class TrulySparseEngine:
     and regrown in the same update keeps its value and state. Steps skipped by ``GradScaler`` do not count.
     Single process only: unlike the masked engine it does not synchronise topologies across DDP ranks.
 
+    The keywords ``update_every``, ``total_steps``, ``update_begin``, ``update_end``, ``drop_fraction``,
+    ``drop_schedule``, ``drop_fraction_min``, ``grow_init`` and ``seed`` mean what they mean for
+    :class:`~dstlib.sparse.SparseEngine` (``update_end`` defaults to ``0.75 * total_steps``). The random
+    stream of ``seed`` is the masked engine's after it drew the initial masks of these layers, so
+    ``initial_masks(..., seed=s)`` and this engine with ``seed=s`` take the same random decisions as a
+    masked engine built with ``seed=s``.
+
     Args:
         model: holds the :class:`SparseLinear` layers (see :func:`to_truly_sparse`).
         optimizer: any ``torch.optim`` optimizer holding every layer's ``values``.
-        prune: ``"magnitude"`` or ``"set"`` (:data:`PRUNE_RULES`). grow: ``"random"`` or ``"gradient"``.
-        update_every, total_steps, update_begin, update_end, drop_fraction, drop_schedule, drop_fraction_min,
-        grow_init, seed: as in :class:`~dstlib.sparse.SparseEngine` (``update_end`` defaults to
-            ``0.75 * total_steps``). The random stream of ``seed`` is the masked engine's after it drew the
-            initial masks of these layers, so ``initial_masks(..., seed=s)`` + this engine with ``seed=s``
-            takes the same random decisions as a masked engine built with ``seed=s``.
+        prune: ``"magnitude"`` or ``"set"`` (:data:`PRUNE_RULES`).
+        grow: ``"random"`` or ``"gradient"`` (:data:`GROW_RULES`).
 
     Raises:
         ValueError: any bad argument, before the model or optimizer is touched.
