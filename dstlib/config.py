@@ -1,24 +1,27 @@
 """Chapter profiles and parameter validation.
 
-Every chapter declares its knobs (:class:`Knob`) and three profiles:
+Every chapter declares its knobs (:class:`Knob`, each with a default), the values it sets for all its
+profiles (``defaults``: the paper's engine settings, say) and, per profile, only what differs:
 
 * ``smoke``: seconds; the tests run it to prove every code path works;
 * ``tutorial``: the default and what the book builds, at most 5 minutes on a 2-core CPU;
 * ``paper``: the paper's datasets, models and schedule; needs downloads and a GPU.
 
-:func:`resolve` merges a profile with overrides and validates everything before any data is loaded:
-an unknown chapter, profile or key, a wrong type or a value out of range raises a ``ValueError`` that
-names the parameter, the value and what is allowed.
+:func:`resolve` layers knob defaults < chapter defaults < profile < overrides and validates everything
+before any data is loaded: an unknown chapter, profile or key, a wrong type, a value out of range or a
+combination the chapter cannot run (its ``checks``) raises a ``ValueError`` that names the parameter,
+the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 PROFILES = ("smoke", "tutorial", "paper")
+_REQUIRED = object()  # a knob's default when every chapter has to set it
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Knob:
     ``kind`` is ``int``, ``float``, ``str`` or ``bool``. ``choices`` restricts the values; ``low`` and
     ``high`` bound numbers (``low_open`` / ``high_open`` exclude the bound). ``is_list`` means the value
     is a non-empty list whose elements obey the rest. ``optional`` allows ``None`` as a value.
+    ``default`` is the value when neither the chapter nor the profile sets one (none: the chapter must).
+    ``axis`` marks a list knob whose elements are grid points (seeds, densities, methods): a run's
+    record does not depend on which other values the list held.
     """
 
     help: str
@@ -39,6 +45,12 @@ class Knob:
     high_open: bool = False
     is_list: bool = False
     optional: bool = False
+    default: Any = _REQUIRED
+    axis: bool = False
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _REQUIRED
 
     def allowed(self) -> str:
         """A human description of the allowed values, used in error messages and ``--help``."""
@@ -117,20 +129,27 @@ class Knob:
 
 # Knobs every chapter shares.
 COMMON_KNOBS: dict[str, Knob] = {
-    "seeds": Knob("random seeds; one run per seed and setting", int, low=0, is_list=True),
-    "device": Knob("where to train: auto picks cuda when available", str, choices=("auto", "cpu", "cuda")),
-    "out_dir": Knob("folder for result records; None = results/ at the repository root", str, optional=True),
-    "progress": Knob("show tqdm progress bars", bool),
+    "seeds": Knob("random seeds; one run per seed and setting", int, low=0, is_list=True, axis=True),
+    "device": Knob("where to train: auto picks cuda when available", str, choices=("auto", "cpu", "cuda"),
+                   default="auto"),
+    "out_dir": Knob("folder for result records; None = results/ at the repository root", str, optional=True,
+                    default=None),
+    "progress": Knob("show one progress bar over the chapter's runs (points done, time left)", bool, default=True),
 }
+# Knobs that say where and how a run is shown, not what it computes: no record depends on them.
+PRESENTATION_KNOBS = ("device", "out_dir", "progress")
 
 
 @dataclass(frozen=True)
 class ChapterSpec:
     """A chapter's experiment: its knobs and the values of each profile.
 
-    ``knobs`` maps parameter names to :class:`Knob`; ``profiles`` maps each of :data:`PROFILES` to a
-    complete ``{name: value}`` dict (checked by :meth:`check`). ``notebook`` is the path of the
-    chapter's notebook relative to the repository root.
+    ``knobs`` maps parameter names to :class:`Knob`; ``defaults`` holds the chapter's values for every
+    profile (over the knobs' own defaults); ``profiles`` maps each of :data:`PROFILES` to what differs
+    from them (:meth:`values` gives the whole profile, :meth:`check` that it is complete and valid).
+    ``checks`` are functions of a resolved :class:`Config` that raise a ``ValueError`` on a combination of
+    knobs the chapter cannot run (``dataset="digits"`` with a 1-D model), called by :func:`resolve` before
+    any work. ``notebook`` is the path of the chapter's notebook relative to the repository root.
     """
 
     name: str
@@ -138,8 +157,9 @@ class ChapterSpec:
     notebook: str
     knobs: Mapping[str, Knob]
     profiles: Mapping[str, Mapping[str, Any]]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    checks: Sequence[Callable[[Config], None]] = ()
     paper: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve(self, profile: str = "tutorial", **overrides: Any) -> Config:
         """:func:`resolve` for this chapter."""
@@ -149,17 +169,23 @@ class ChapterSpec:
         """The chapter's own knobs plus :data:`COMMON_KNOBS`."""
         return {**COMMON_KNOBS, **self.knobs}
 
+    def values(self, profile: str) -> dict[str, Any]:
+        """Every knob's value in ``profile``: knob defaults, then the chapter's, then the profile's."""
+        knobs = self.all_knobs()
+        values = {key: knob.default for key, knob in knobs.items() if knob.has_default}
+        return {**values, **self.defaults, **self.profiles[profile]}
+
     def check(self) -> None:
-        """Assert every profile sets every knob to a valid value (a programming error otherwise)."""
+        """Assert every profile gives every knob a valid value and passes the chapter's ``checks`` (a
+        programming error otherwise)."""
         knobs = self.all_knobs()
         for profile in PROFILES:
-            values = self.profiles[profile]
+            values = self.values(profile)
             missing = sorted(set(knobs) - set(values))
             unknown = sorted(set(values) - set(knobs))
             if missing or unknown:
                 raise AssertionError(f"{self.name}/{profile}: missing {missing}, unknown {unknown}")
-            for key, value in values.items():
-                knobs[key].validate(f"{self.name}.{profile}.{key}", value)
+            resolve(self, profile)
 
 
 class Config(dict):
@@ -206,10 +232,13 @@ def resolve(spec: ChapterSpec, profile: str = "tutorial", **overrides: Any) -> C
         shown = ", ".join(f"{k}={overrides[k]!r}" for k in unknown)
         raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "
                          f"allowed: {', '.join(sorted(knobs))}")
-    values = dict(spec.profiles[profile])
+    values = spec.values(profile)
     values.update({k: v for k, v in overrides.items() if v is not None})
     validated = {key: knobs[key].validate(key, value) for key, value in values.items()}
-    return Config(spec.name, profile, validated)
+    config = Config(spec.name, profile, validated)
+    for check in spec.checks:
+        check(config)
+    return config
 
 
 def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:

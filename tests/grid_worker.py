@@ -29,7 +29,7 @@ def fit(*args, on_epoch_end=None, **kwargs):
 chapter.fit = fit
 config = experiments.resolve("dst_from_scratch", "smoke", methods=["dense", "static"], densities=[0.5], seeds=[0],
                              epochs=3, out_dir=out)
-result = chapter.run(config)
+result = experiments.run(chapter, config)
 metrics = {r["params"]["method"]: [r["metrics"]["test_accuracy"], [h["train_loss"] for h in r["history"]]]
            for r in result.records}
 print(json.dumps({"trained_epochs": trained, "metrics": metrics}))

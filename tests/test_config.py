@@ -13,7 +13,7 @@ def test_every_profile_sets_every_knob_validly(chapter):
 def test_resolve_applies_overrides_and_ignores_none():
     resolved = experiments.resolve("dst_from_scratch", "smoke", densities=[0.3], epochs=None)
     assert resolved.densities == [0.3]
-    assert resolved.epochs == experiments.spec("dst_from_scratch").profiles["smoke"]["epochs"]
+    assert resolved.epochs == experiments.spec("dst_from_scratch").values("smoke")["epochs"]
     assert resolved.chapter == "dst_from_scratch" and resolved.profile == "smoke"
 
 
@@ -83,7 +83,7 @@ def test_booleans_parse_from_the_command_line_in_any_spelling(text, value):
 def test_a_notebook_parameter_that_is_not_a_knob_fails_before_any_work():
     spec = experiments.spec("dst_from_scratch")
     namespace = {"profile": "smoke", "densities": None, "pd": config, "_private": 1, "In": []}
-    assert config.from_namespace(spec, namespace).densities == spec.profiles["smoke"]["densities"]
+    assert config.from_namespace(spec, namespace).densities == spec.values("smoke")["densities"]
     with pytest.raises(ValueError, match=r"density=0.1: unknown parameter.*allowed: profile, .*densities"):
         config.from_namespace(spec, {**namespace, "density": 0.1})
 

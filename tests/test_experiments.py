@@ -44,7 +44,7 @@ def test_engine_factory_builds_the_preset_with_the_config(method):
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     engine = common.engine_factory(method, 0.25, cfg, seed=3)(model, optimizer, 100)
-    assert isinstance(engine, common.PRESETS[method])
+    assert isinstance(engine, sparse.presets.METHODS[method])
     if method not in ("static", "gmp", "granet"):
         assert engine.update_every == 7 and engine.density == pytest.approx(0.25, abs=0.02)
     assert common.engine_factory("dense", 1.0, cfg, seed=0) is None
@@ -88,10 +88,10 @@ def test_a_run_alone_equals_the_same_run_inside_a_grid(tmp_path):
     from dstlib.experiments import dst_from_scratch as chapter
 
     base = {"epochs": 1, "seeds": [1], "densities": [0.3]}
-    grid = chapter.run(experiments.resolve("dst_from_scratch", "smoke", methods=["dense", "static", "rigl"],
-                                           out_dir=str(tmp_path / "grid"), **base))
-    alone = chapter.run(experiments.resolve("dst_from_scratch", "smoke", methods=["rigl"],
-                                            out_dir=str(tmp_path / "alone"), **base))
+    grid = experiments.run(chapter, experiments.resolve(
+        "dst_from_scratch", "smoke", methods=["dense", "static", "rigl"], out_dir=str(tmp_path / "grid"), **base))
+    alone = experiments.run(chapter, experiments.resolve(
+        "dst_from_scratch", "smoke", methods=["rigl"], out_dir=str(tmp_path / "alone"), **base))
     assert _metrics(alone.records)[("rigl", 0.3, 1)] == _metrics(grid.records)[("rigl", 0.3, 1)]
 
 
@@ -163,3 +163,60 @@ def test_engine_settings_of_a_chapter_reach_the_engine_as_steps():
     rigl = common.engine_factory("rigl", 0.5, experiments.resolve("dst_from_scratch", "paper"), seed=0)(
         model, torch.optim.SGD(model.parameters(), lr=0.1), 1000)
     assert rigl.drop_fraction.end == 750 and rigl.drop_fraction.minimum == 0.0
+
+
+def test_a_points_record_is_found_again_whatever_grid_it_is_part_of(tmp_path, capsys):
+    from dstlib.experiments import dst_from_scratch as chapter
+
+    base = {"epochs": 1, "seeds": [0], "methods": ["rigl"], "out_dir": str(tmp_path), "progress": False}
+    first = experiments.run(chapter, experiments.resolve("dst_from_scratch", "smoke", densities=[0.5], **base))
+    capsys.readouterr()
+    second = experiments.run(chapter, experiments.resolve("dst_from_scratch", "smoke", densities=[0.3, 0.5], **base))
+    said = capsys.readouterr().out
+    assert "skip   seed=0, method=rigl, density=0.5: its record exists" in said
+    assert second.records[1] == first.records[0] and "density=0.3" not in said
+
+
+def test_a_resumed_point_says_so(tmp_path, capsys):
+    cfg = experiments.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path))
+    folder = tmp_path / "dst_from_scratch" / "checkpoints"
+
+    def train(params, checkpoint):
+        return common.Outcome({"score": 1.0})
+
+    point = {"method": "rigl", "density": 0.5, "seed": 0}
+    record, _ = common.run_point(cfg, point, train)
+    (tmp_path / "dst_from_scratch" / f"{record['id']}.json").unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{record['id']}.pt").write_bytes(b"")
+    capsys.readouterr()
+    common.run_point(cfg, point, train)
+    assert "resume method=rigl, density=0.5, seed=0 from its checkpoint" in capsys.readouterr().out
+
+
+def test_a_combination_the_chapter_cannot_run_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="model='cnn1d' with dataset='digits': allowed one of 'cnn_tiny'"):
+        experiments.resolve("dst_from_scratch", "tutorial", dataset="digits")
+    with pytest.raises(ValueError, match="model='cnn_tiny' with dataset='mnist1d': allowed one of 'cnn1d'"):
+        experiments.resolve("dst_from_scratch", "tutorial", model="cnn_tiny")
+    assert experiments.resolve("dst_from_scratch", "smoke", dataset="digits", model="cnn_tiny").model == "cnn_tiny"
+
+
+def test_progress_is_on_by_default_and_a_profile_lists_only_what_differs():
+    for name in experiments.names():
+        spec = experiments.spec(name)
+        assert spec.values("tutorial")["progress"] is True
+        assert "progress" not in spec.profiles["tutorial"] and "device" not in spec.defaults
+
+
+def test_a_glued_figure_is_shown_once():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dstlib import book
+
+    fig = plt.figure()
+    book.glue("fig_test", fig, display=False)
+    assert fig.number not in plt.get_fignums()  # closed: the inline backend will not draw it a second time

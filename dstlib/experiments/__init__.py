@@ -1,6 +1,9 @@
-"""The chapter registry: one module per chapter, each with ``SPEC`` (a :class:`dstlib.config.ChapterSpec`)
-and ``run(config) -> ChapterResult``: plain functions, no notebook state, so the notebook, the CLI and
-``torchrun`` all run the same code.
+"""The chapter registry and the two calls every chapter shares: :func:`run` (its grid, records and extras)
+and :func:`judge` (its claims' verdicts). A chapter module is a declaration
+(:class:`~dstlib.experiments.common.Chapter`): ``SPEC`` (knobs with defaults and profiles, a
+:class:`dstlib.config.ChapterSpec`), ``load(config)``, ``points(config)``,
+``train_one(config, point, data, checkpoint)`` and ``CLAIMS``; plain functions, no notebook state, so the
+notebook, the CLI and ``torchrun`` all run the same code.
 
 Adding a chapter touches its experiment module, its notebook, ``_toc.yml`` and :data:`CHAPTERS` below;
 the CLI and the chapter tests iterate over this registry."""
@@ -10,6 +13,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 from typing import Any
+
+import pandas as pd
 
 from dstlib.config import ChapterSpec, Config
 
@@ -35,6 +40,26 @@ def module(chapter: str) -> ModuleType:
     if chapter not in CHAPTERS:
         raise ValueError(f"chapter={chapter!r}: allowed one of {', '.join(CHAPTERS)}")
     return importlib.import_module(CHAPTERS[chapter])
+
+
+def _chapter(chapter: str | ModuleType) -> ModuleType:
+    return module(chapter) if isinstance(chapter, str) else chapter
+
+
+def run(chapter: str | ModuleType, config: Config, data: Any = None):
+    """Run the grid of ``chapter`` (a name or its module) for ``config``: see
+    :func:`dstlib.experiments.common.run`."""
+    from dstlib.experiments import common
+
+    return common.run(_chapter(chapter), config, data)
+
+
+def judge(chapter: str | ModuleType, frame: pd.DataFrame, *, alpha: float = 0.05):
+    """The verdicts of ``chapter``'s ``CLAIMS`` on the records ``frame``: see
+    :func:`dstlib.experiments.claims.judge`."""
+    from dstlib.experiments import claims
+
+    return claims.judge(_chapter(chapter).CLAIMS, frame, alpha=alpha)
 
 
 def spec(chapter: str) -> ChapterSpec:

@@ -1,5 +1,9 @@
-"""The experiment layer every chapter shares: grids over named axes, sparsity engines for a method name,
-and one helper that trains, evaluates and writes one record (:func:`run_point`).
+"""The experiment layer every chapter shares: :func:`run` runs any chapter's grid (skip, resume, records,
+extras, one progress bar), :func:`engine_factory` builds the sparsity engine of any method, the shared
+knob sets carry their defaults, and :func:`grid` spells a grid over named axes.
+
+A chapter module is a declaration (:class:`Chapter`): ``SPEC``, ``load``, ``points``, ``train_one`` and
+``CLAIMS``; :mod:`dstlib.experiments.claims` judges the claims.
 
 Conventions, the same in every chapter:
 
@@ -18,25 +22,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from dstlib import results, sparse, stats
+from dstlib import checks, results, sparse
 from dstlib.atomic import torch_save
-from dstlib.config import Config, Knob
+from dstlib.config import PRESENTATION_KNOBS, ChapterSpec, Config, Knob
 from dstlib.train import EngineFactory, distributed_context, pick_device
 
-# Method name in the chapters -> dstlib.sparse preset.
-PRESETS = {"static": sparse.Static, "set": sparse.SET, "rigl": sparse.RigL, "mest": sparse.MEST,
-           "granet": sparse.GraNet, "gmp": sparse.GMP}
-METHODS = ("dense", *PRESETS)
+# The chapters' method names: "dense" and the engine's presets (one registry: dstlib.sparse.presets.METHODS).
+METHODS = ("dense", *sparse.presets.METHODS)
 
 # GraNet prunes gradually from this density to the target (Liu et al. 2021), from dense for targets above it.
 GRANET_INIT_DENSITY = 0.8
@@ -44,19 +48,23 @@ GRANET_INIT_DENSITY = 0.8
 # Grid rule: the dense baseline runs once per seed, at density 1.
 DENSE_ONCE: Mapping[str, Mapping[Any, Mapping[str, Any]]] = {"method": {"dense": {"density": 1.0}}}
 
-# Knobs of every chapter that trains with a DST engine. Each chapter sets all of them in its profiles:
-# the engine's own defaults are RigL's, which several papers do not use.
+# Knobs of every chapter that trains with a DST engine, with RigL's values (Evci et al. 2020) as defaults.
+# Each chapter sets the ones its paper uses in its SPEC's defaults, so the choice is visible there.
 SPARSITY_KNOBS = {
-    "distribution": Knob("layer-wise densities: uniform, ER or ERK", str, choices=("uniform", "er", "erk")),
-    "update_every": Knob("optimizer steps between topology updates", int, low=1),
+    "distribution": Knob("layer-wise densities: uniform, ER or ERK", str, choices=("uniform", "er", "erk"),
+                         default="erk"),
+    "update_every": Knob("optimizer steps between topology updates", int, low=1, default=100),
     "drop_fraction": Knob("fraction of active weights dropped (and regrown) at an update, cosine-annealed",
-                          float, low=0.0, high=1.0, high_open=True),
+                          float, low=0.0, high=1.0, high_open=True, default=0.3),
     "drop_fraction_min": Knob("floor the drop fraction is annealed to (RigL 0; ITOP/GraNet code 0.005)", float,
-                              low=0.0, high=1.0, high_open=True),
+                              low=0.0, high=1.0, high_open=True, default=0.0),
     "update_end": Knob("fraction of training after which the topology is frozen (RigL 0.75)", float, low=0.0,
-                       high=1.0, low_open=True),
-    "dense_first": Knob("keep the first layer dense", bool),
+                       high=1.0, low_open=True, default=0.75),
+    "dense_first": Knob("keep the first layer dense", bool, default=False),
 }
+# Topology updates counted in epochs instead of steps (DSN, the hard-samples code).
+UPDATE_EPOCHS_KNOB = {"update_every_epochs": Knob("epochs between topology updates", float, low=0.0,
+                                                  low_open=True)}
 # GraNet's gradual pruning: when it reaches the target density, as a fraction of training.
 PRUNE_END_KNOB = {"prune_end": Knob("fraction of training at which gradual pruning (GraNet) reaches the target",
                                     float, low=0.0, high=1.0, low_open=True)}
@@ -65,23 +73,25 @@ TRAINING_KNOBS = {
     "epochs": Knob("training epochs per run", int, low=1),
     "batch_size": Knob("mini-batch size (global, over all processes)", int, low=1),
     "lr": Knob("peak learning rate of SGD with Nesterov momentum", float, low=0.0, low_open=True),
-    "weight_decay": Knob("L2 weight decay", float, low=0.0),
+    "weight_decay": Knob("L2 weight decay", float, low=0.0, default=5e-4),
     "lr_schedule": Knob("learning-rate schedule: cosine to zero, step decay, constant, or nnU-Net's poly decay", str,
-                        choices=("cosine", "step", "constant", "poly")),
+                        choices=("cosine", "step", "constant", "poly"), default="cosine"),
     "lr_milestones": Knob("fractions of training at which the step schedule multiplies the LR by lr_gamma",
-                          float, low=0.0, high=1.0, is_list=True),
-    "lr_gamma": Knob("LR factor at each milestone of the step schedule", float, low=0.0, low_open=True),
+                          float, low=0.0, high=1.0, is_list=True, default=[0.5, 0.75]),
+    "lr_gamma": Knob("LR factor at each milestone of the step schedule", float, low=0.0, low_open=True,
+                     default=0.1),
 }
+# The presets whose topology changes during training, and those that prune gradually to the target.
 PRUNE_AND_REGROW = ("set", "rigl", "mest", "granet")
+GRADUAL = ("granet", "gmp")
 
 
 def fit_options(config: Config) -> dict[str, Any]:
     """The :func:`dstlib.train.fit` keywords that come from a chapter's :data:`TRAINING_KNOBS` and its
-    device and progress settings."""
+    device setting (the chapter's progress bar is the one over its runs, see :func:`run`)."""
     return {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "weight_decay": config.weight_decay, "lr_schedule": config.lr_schedule,
-            "milestones": config.lr_milestones, "gamma": config.lr_gamma, "device": config.device,
-            "progress": config.progress}
+            "milestones": config.lr_milestones, "gamma": config.lr_gamma, "device": config.device}
 
 
 def grid(axes: Mapping[str, Sequence[Any]],
@@ -113,36 +123,38 @@ def densities_of(config: Config) -> list[float]:
     return [round(1.0 - float(s), 6) for s in config.sparsities]
 
 
-def method_options(method: str, density: float) -> dict[str, Any]:
+def method_options(method: str, density: float | None) -> dict[str, Any]:
     """Per-method defaults of the book: GraNet starts pruning at :data:`GRANET_INIT_DENSITY`."""
-    if method == "granet":
+    if method == "granet" and density is not None:
         return {"init_density": 1.0 if density >= GRANET_INIT_DENSITY else GRANET_INIT_DENSITY}
     return {}
 
 
-def engine_factory(method: str, density: float, config: Config, seed: int, *,
-                   masks: Mapping[str, torch.Tensor] | None = None,
-                   layer_densities: Mapping[str, float] | None = None, **options: Any) -> EngineFactory | None:
-    """A ``(model, optimizer, total_steps) -> engine`` builder for :func:`dstlib.train.fit`, or ``None``
-    for dense training.
+Masks = Mapping[str, torch.Tensor]
 
-    Uses the config's :data:`SPARSITY_KNOBS` it has (``update_end`` and ``prune_end`` are fractions of
-    training, turned into steps), the method's defaults from :func:`method_options`, then ``options``
-    (which win). ``masks`` gives fixed
-    initial masks (from SNIP, OMP, LTH, ...), ``layer_densities`` a per-layer density map (e.g. SNIP
-    ratios) in place of the distribution.
+
+def engine_factory(method: str, density: float | None, config: Config, seed: int, *,
+                   masks: Masks | Callable[[nn.Module], Masks] | None = None,
+                   layer_densities: Mapping[str, float] | None = None, **options: Any) -> EngineFactory | None:
+    """The one ``(model, optimizer, total_steps) -> engine`` builder of every chapter, for
+    :func:`dstlib.train.fit`; ``None`` for ``method="dense"``. ``method`` names a preset of
+    :data:`dstlib.sparse.presets.METHODS`.
+
+    From the config it takes the :data:`SPARSITY_KNOBS` it has (the update knobs for the prune-and-regrow
+    presets only), with ``update_end`` and ``prune_end`` given as fractions of training and turned into
+    steps here, and ``update_every_epochs`` turned into steps per epoch; then the method's book defaults
+    (:func:`method_options`), then ``options``, which win. ``masks`` gives fixed initial masks (from SNIP,
+    OMP, LTH, ...), or a function of the freshly built model that makes them; ``layer_densities`` a
+    per-layer density map in place of the distribution.
     """
     if method == "dense":
         return None
-    if method not in PRESETS:
-        raise ValueError(f"method={method!r}: allowed one of {', '.join(METHODS)}")
-    preset = PRESETS[method]
+    checks.one_of("method", method, METHODS)
+    preset = sparse.presets.METHODS[method]
     kwargs: dict[str, Any] = {"seed": seed}
-    if masks is not None:
-        kwargs["masks"] = dict(masks)
-    elif layer_densities is not None:
+    if layer_densities is not None:
         kwargs.update(density=None, distribution=dict(layer_densities))
-    else:
+    elif masks is None:
         kwargs.update(density=density, distribution=config.get("distribution", "erk"))
     if "dense_first" in config and masks is None:
         kwargs["dense_first"] = config.dense_first
@@ -151,11 +163,20 @@ def engine_factory(method: str, density: float, config: Config, seed: int, *,
     kwargs.update(method_options(method, density))
     kwargs.update(options)
     fractions = {"update_end": config.get("update_end") if method in PRUNE_AND_REGROW else None,
-                 "prune_end": config.get("prune_end") if method in ("granet", "gmp") else None}
+                 "prune_end": config.get("prune_end") if method in GRADUAL else None}
+    every_epochs = config.get("update_every_epochs")
 
-    def build(model, optimizer, total_steps):
+    def build(model: nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> sparse.SparseEngine:
         steps = {k: max(1, round(f * total_steps)) for k, f in fractions.items() if f is not None}
-        return preset(model, optimizer, total_steps=total_steps, **{**steps, **kwargs})
+        if every_epochs is not None and "update_every" not in options:
+            steps.update(update_every=None, update_every_epochs=every_epochs,
+                         steps_per_epoch=total_steps // config.epochs)
+        chosen = masks(model) if callable(masks) else masks
+        initial = {} if chosen is None else {"masks": dict(chosen)}
+        merged = {**steps, **kwargs, **initial}
+        if every_epochs is not None and "update_every" not in options:
+            merged["update_every"] = None
+        return preset(model, optimizer, total_steps=total_steps, **merged)
 
     return build
 
@@ -212,28 +233,45 @@ def point_params(point: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def run_point(config: Config, point: Mapping[str, Any],
-              train: Callable[[Mapping[str, Any], Path], Outcome]) -> tuple[dict[str, Any], dict[str, Any]]:
+def record_settings(config: Config, knobs: Mapping[str, Knob]) -> dict[str, Any]:
+    """What a point's record depends on besides the point itself: every knob except the grid axes
+    (``seeds``, ``densities``, ...: the point carries its own value) and the presentation knobs, so a
+    point's record is found again whatever grid it is part of."""
+    return {key: value for key, value in config.items()
+            if key not in PRESENTATION_KNOBS and not (key in knobs and knobs[key].axis)}
+
+
+def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping[str, Any], Path], Outcome], *,
+              say: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and evaluate one grid point through ``train(params, checkpoint_path)`` and write its record.
 
-    Returns ``(record, extras)``. When the record of this point (same chapter, profile, params, config
-    and world size) was written by the same code, nothing is trained: the record and its extras are
-    read back. ``train`` should pass ``checkpoint_path`` to :func:`dstlib.train.fit` with
-    ``resume=True``, so an interrupted point continues from its last epoch; the checkpoint is removed
-    once the record is written.
+    Returns ``(record, extras)``. When the record of this point (same chapter, profile, params, the
+    settings of :func:`record_settings` and world size) was written by the same code, nothing is trained:
+    the record and its extras are read back. ``train`` should pass ``checkpoint_path`` to
+    :func:`dstlib.train.fit` with ``resume=True``, so an interrupted point continues from its last epoch;
+    the checkpoint is removed once the record is written. ``say`` gets one line when a point is skipped
+    or resumed.
     """
+    from dstlib import experiments
+
     params = point_params(point)
     context = distributed_context()
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out_dir", "progress", "device")}
-    record_id = results.run_id(config.chapter, config.profile, params, {**settings, "world_size": context.world_size})
+    knobs = experiments.spec(config.chapter).all_knobs()
+    settings = {**record_settings(config, knobs), "world_size": context.world_size}
+    record_id = results.run_id(config.chapter, config.profile, params, settings)
     folder = results.results_root(config.out_dir) / config.chapter
     path, extras_path = folder / f"{record_id}.json", folder / f"{record_id}.extras.pt"
     checkpoint = folder / "checkpoints" / f"{record_id}.pt"
+    shown = ", ".join(f"{k}={v}" for k, v in point.items())
     if path.exists():
         record = results.read_records(path)[0]
         if record["provenance"].get("code") == code_fingerprint():
+            if context.is_main:
+                say(f"skip   {shown}: its record exists ({path.name})")
             extras = torch.load(extras_path, weights_only=False) if extras_path.exists() else {}
             return record, extras
+    if checkpoint.exists() and context.is_main:
+        say(f"resume {shown} from its checkpoint ({checkpoint.name})")
     started = time.perf_counter()
     outcome = train(params, checkpoint)
     record = results.make_record(id=record_id, chapter=config.chapter, profile=config.profile, params=params,
@@ -251,21 +289,73 @@ def run_point(config: Config, point: Mapping[str, Any],
 
 @dataclass
 class ChapterResult:
-    """What a chapter's ``run(config)`` returns: one record per grid point (also written as JSON under
-    ``out_dir``), the records as a DataFrame, and in-memory extras (mask snapshots, curves) for figures."""
+    """What :func:`run` returns: one record per grid point (also written as JSON under ``out_dir``), the
+    records as a DataFrame, and each record's in-memory extras (mask snapshots, curves) for figures."""
 
     config: Config
     records: list[dict[str, Any]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def frame(self) -> pd.DataFrame:
         return results.to_frame(self.records)
 
+    def extras_where(self, **params: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """``(params, extras)`` of every run whose params match ``params`` and that kept extras."""
+        return [(record["params"], extras) for record, extras in zip(self.records, self.extras, strict=True)
+                if extras and all(record["params"].get(k) == v for k, v in params.items())]
+
+
+class Chapter(Protocol):
+    """What a chapter module declares (see :mod:`dstlib.experiments`): nothing else is needed to run it.
+
+    * ``SPEC``: its knobs and profiles (:class:`dstlib.config.ChapterSpec`);
+    * ``load(config)``: its data, loaded once per run (any object ``train_one`` understands);
+    * ``points(config)``: its grid, a list of dicts (each one run and one record);
+    * ``train_one(config, point, data, checkpoint) -> Outcome``: one run;
+    * ``CLAIMS``: its claims (:class:`dstlib.experiments.claims.ClaimSpec`), judged by
+      :func:`dstlib.experiments.claims.judge`.
+    """
+
+    SPEC: ChapterSpec
+    CLAIMS: Sequence[Any]
+
+    def load(self, config: Config) -> Any: ...
+
+    def points(self, config: Config) -> list[dict[str, Any]]: ...
+
+    def train_one(self, config: Config, point: Mapping[str, Any], data: Any, checkpoint: Path) -> Outcome: ...
+
+
+def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
+    """Run every point of ``chapter``'s grid for ``config``: records already written by the same code are
+    read back (one line says so), interrupted points resume from their checkpoint, new ones are trained.
+    ``data`` replaces ``chapter.load(config)`` (a notebook that already loaded it). Shows one progress bar
+    over the points (``config.progress``) on stderr, with the time left."""
+    from tqdm import tqdm
+
+    if config.chapter != chapter.SPEC.name:
+        raise ValueError(f"config.chapter={config.chapter!r}: allowed {chapter.SPEC.name!r}, the chapter run")
+    points = chapter.points(config)
+    data = chapter.load(config) if data is None else data
+    result = ChapterResult(config)
+    show = bool(config.progress) and distributed_context().is_main
+    with tqdm(total=len(points), desc=config.chapter, unit="run", disable=not show, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for point in points:
+            record, extras = run_point(config, point, lambda params, checkpoint: chapter.train_one(
+                config, params, data, checkpoint), say=bar.write if show else print)
+            result.records.append(record)
+            result.extras.append(extras)
+            bar.update()
+    return result
+
 
 def by_seed(frame: pd.DataFrame, metric: str, scale: float = 100.0, **where: Any) -> pd.Series:
     """``metric`` (times ``scale``, e.g. accuracy in points) of the runs matching ``where``, indexed by seed."""
     rows = frame
+    if metric not in rows or "seed" not in rows or any(key not in rows for key in where):
+        return pd.Series(dtype=float)
     for key, value in where.items():
         rows = rows[rows[key] == value]
     return (rows.set_index("seed")[metric] * scale).sort_index()
@@ -282,12 +372,3 @@ def align_by_seed(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Two seed-indexed series as arrays over the seeds where both have a value, in seed order."""
     seeds = a.dropna().index.intersection(b.dropna().index).sort_values()
     return a[seeds].to_numpy(), b[seeds].to_numpy()
-
-
-def paired_claim(frame: pd.DataFrame, metric: str, better: Mapping[str, Any], worse: Mapping[str, Any], *,
-                 name: str, paper_effect: float, units: str = "points", scale: float = 100.0,
-                 reference: str = "") -> stats.Claim | None:
-    """The claim "runs ``better`` beat runs ``worse`` on ``metric``", paired by seed; ``None`` when they
-    share no seed. ``reference``: see :class:`dstlib.stats.Claim`."""
-    a, b = paired_values(frame, metric, better, worse, scale)
-    return stats.Claim(name, a, b, paper_effect, paired=True, units=units, reference=reference) if len(a) else None

@@ -2,12 +2,14 @@
 
 Each run trains one network with one method at one density and one seed, and records the test
 accuracy, the realised density, the ITOP rate per epoch (the fraction of weights that were active at
-least once, Liu et al. 2021) and the training/inference FLOPs. For the sparsest RigL and SET runs of
-the first seed it also keeps the mask of one layer after every epoch (for the mask-evolution figure).
+least once, Liu et al. 2021) and the training/inference FLOPs. Every RigL and SET run also keeps the
+mask of one layer after every epoch (for the mask-evolution figure).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,26 +18,27 @@ import torch
 from dstlib import data, models, stats
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
+from dstlib.experiments.claims import AT, ClaimSpec, levels
 from dstlib.experiments.common import (
     DENSE_ONCE,
     SPARSITY_KNOBS,
     TRAINING_KNOBS,
-    ChapterResult,
     Outcome,
     densities_of,
     engine_factory,
     fit_options,
     grid,
     main_process_first,
-    paired_claim,
     paired_values,
-    run_point,
 )
 from dstlib.plotting import method_label
 from dstlib.sparse.flops import flops
 from dstlib.train import evaluate, fit, pick_device
 
 CHAPTER_METHODS = ("dense", "static", "set", "rigl")
+# The models that read 1-D sequences (mnist1d) and those that read images (digits, CIFAR-10).
+SEQUENCE_MODELS = ("cnn1d",)
+IMAGE_MODELS = ("cnn_tiny", "cnn_small", "resnet20", "resnet32", "wrn22_2")
 
 # What the paper reports, in accuracy points, as (better, worse): effect. CIFAR-10, WideResNet-22-2 at
 # density 0.2, ERK (static: uniform), from the reproduction of Sundar & Dwaraknath (2021), which matched
@@ -48,31 +51,30 @@ KNOBS = {
     "dataset": Knob("training data: mnist1d or sklearn digits (generated offline), CIFAR-10 (download)", str,
                     choices=("mnist1d", "digits", "cifar10")),
     "generated_samples": Knob("mnist1d only: samples its generator makes, split 80/20 into train and test", int,
-                              low=20),
-    "train_samples": Knob("training samples used, a fixed random subset (0 = all)", int, low=0),
-    "image_size": Knob("side of the digit images in pixels (digits only)", int, choices=(8, 16, 32)),
-    "model": Knob("network, from dstlib.models", str,
-                  choices=("cnn1d", "cnn_tiny", "cnn_small", "resnet20", "resnet32", "wrn22_2")),
-    "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True),
+                              low=20, default=25_000),
+    "train_samples": Knob("training samples used, a fixed random subset; 0 means all", int, low=0, default=0),
+    "image_size": Knob("side of the digit images in pixels (digits only)", int, choices=(8, 16, 32), default=16),
+    "model": Knob("network, from dstlib.models", str, choices=SEQUENCE_MODELS + IMAGE_MODELS),
+    "methods": Knob("methods to compare", str, choices=CHAPTER_METHODS, is_list=True, axis=True,
+                    default=list(CHAPTER_METHODS)),
     "densities": Knob("fractions of weights kept in the sparse layers", float, low=0.0, high=1.0,
-                      low_open=True, is_list=True),
-    "augment": Knob("random crop (pad 4) and horizontal flip, as on CIFAR (not for digits)", bool),
-    "download": Knob("allow downloading real datasets (CIFAR-10)", bool),
+                      low_open=True, is_list=True, axis=True),
+    "augment": Knob("random crop (pad 4) and horizontal flip, as on CIFAR (not for digits)", bool, default=False),
+    "download": Knob("allow downloading real datasets (CIFAR-10)", bool, default=False),
     **TRAINING_KNOBS,
     **SPARSITY_KNOBS,
 }
 
-# RigL's engine settings (Evci et al. 2020): ERK, drop fraction 0.3 cosine-annealed to 0 at 75% of training.
-_COMMON = {"device": "auto", "out_dir": None, "progress": False, "methods": list(CHAPTER_METHODS),
-           "distribution": "erk", "weight_decay": 5e-4, "drop_fraction": 0.3, "drop_fraction_min": 0.0,
-           "update_end": 0.75, "dense_first": False, "augment": False, "lr_schedule": "cosine",
-           "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "image_size": 16, "generated_samples": 25_000,
-           "train_samples": 0, "download": False}
-# The tutorial regime, chosen by a pilot (see the chapter): mnist1d, whose classes a 1-D CNN separates
-# only with enough capacity, 4,000 training sequences, 5,000 test sequences (so that one test sequence
-# is 0.02 points), a 1-D CNN of 32-64-32 channels, 8 seeds.
-_MNIST1D = {**_COMMON, "dataset": "mnist1d", "model": "cnn1d", "train_samples": 4000, "batch_size": 64,
-            "lr": 0.05, "update_every": 20}
+
+def check_model_fits_data(config: Config) -> None:
+    """mnist1d is a set of 1-D sequences, digits and CIFAR-10 are images: the model must read that shape."""
+    allowed = SEQUENCE_MODELS if config.dataset == "mnist1d" else IMAGE_MODELS
+    if config.model not in allowed:
+        raise ValueError(f"model={config.model!r} with dataset={config.dataset!r}: allowed one of "
+                         f"{', '.join(map(repr, allowed))} (the models that read its "
+                         f"{'sequences' if config.dataset == 'mnist1d' else 'images'})")
+
+
 # RigL's CIFAR-10 schedule: 250 epochs of 391 steps (batch 128), LR divided by 5 at 30k, 60k and 90k steps.
 _RIGL_CIFAR_STEPS = 250 * 391
 
@@ -82,13 +84,22 @@ SPEC = ChapterSpec(
     notebook="book/01_dst_from_scratch.ipynb",
     paper="evci2020rigl",
     knobs=KNOBS,
+    checks=(check_model_fits_data,),
+    # RigL's engine settings (Evci et al. 2020): ERK, drop fraction 0.3 cosine-annealed to 0 at 75% of
+    # training. The tutorial regime, chosen by a pilot (see the chapter): mnist1d, whose classes a 1-D CNN
+    # separates only with enough capacity, 4,000 training sequences, 5,000 test sequences (so that one test
+    # sequence is 0.02 points), a 1-D CNN of 32-64-32 channels, 8 seeds.
+    defaults={"distribution": "erk", "drop_fraction": 0.3, "drop_fraction_min": 0.0, "update_end": 0.75,
+              "dense_first": False, "weight_decay": 5e-4, "lr_schedule": "cosine",
+              "dataset": "mnist1d", "model": "cnn1d", "train_samples": 4000, "batch_size": 64, "lr": 0.05,
+              "update_every": 20},
     profiles={
-        "smoke": {**_MNIST1D, "generated_samples": 5000, "train_samples": 1000, "densities": [0.5, 0.1],
-                  "seeds": [0], "epochs": 2, "update_every": 10},
-        "tutorial": {**_MNIST1D, "densities": [0.2, 0.1], "seeds": list(range(8)), "epochs": 10},
+        "smoke": {"generated_samples": 5000, "train_samples": 1000, "densities": [0.5, 0.1], "seeds": [0],
+                  "epochs": 2, "update_every": 10},
+        "tutorial": {"densities": [0.2, 0.1], "seeds": list(range(8)), "epochs": 10},
         # RigL's CIFAR-10 recipe (Evci et al. 2020; rigl repository): WideResNet-22-2, batch 128, 250 epochs,
         # SGD 0.1 with momentum, crop-and-flip, LR / 5 at 30k/60k/90k steps, first layer dense, dT = 100.
-        "paper": {**_COMMON, "dataset": "cifar10", "image_size": 32, "model": "wrn22_2",
+        "paper": {"dataset": "cifar10", "image_size": 32, "model": "wrn22_2", "train_samples": 0,
                   "densities": [0.5, 0.2, 0.1, 0.05], "seeds": [0, 1, 2], "epochs": 250, "batch_size": 128,
                   "lr": 0.1, "update_every": 100, "download": True, "augment": True, "dense_first": True,
                   "lr_schedule": "step", "lr_gamma": 0.2,
@@ -96,8 +107,17 @@ SPEC = ChapterSpec(
     },
 )
 
+# The paper's claims, tested at every density up to CLAIM_MAX_DENSITY: RigL and SET beat static sparse
+# training and RigL beats SET (test accuracy, paired by seed).
+CLAIMS = [ClaimSpec(f"{method_label(better)} - {method_label(worse)}, density {{density:g}}", "test_accuracy",
+                    a={"method": better, "density": AT}, b={"method": worse, "density": AT}, effect=effect,
+                    over={"density": levels("density", lambda d: d <= CLAIM_MAX_DENSITY)})
+          for (better, worse), effect in PAPER_EFFECTS.items()]
+# The runs that keep the mask of one layer after every epoch (for the mask-evolution figure).
+SNAPSHOT_METHODS = ("set", "rigl")
 
-def load_data(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
+
+def load(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
     """Train and test splits of the configured dataset (rank 0 first under ``torchrun``); the training
     split is cut to ``train_samples`` by :func:`dstlib.data.subset`."""
     options = {"mnist1d": {"num_samples": config.generated_samples}, "digits": {"size": config.image_size},
@@ -113,9 +133,17 @@ def snapshot_layer(engine: Any) -> str:
     return names[len(names) // 2]
 
 
-def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, test_set, snapshot: bool) -> Outcome:
-    """Train one (method, density, seed); keep the per-epoch masks of one layer if ``snapshot``."""
+def points(config: Config) -> list[dict[str, Any]]:
+    """Every (seed, method, density); dense once per seed, at density 1."""
+    return grid({"seed": config.seeds, "method": config.methods, "density": densities_of(config)}, DENSE_ONCE)
+
+
+def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
+    """Train one (method, density, seed); SET and RigL runs keep the per-epoch masks of one layer."""
+    train_set, test_set = data
     in_channels, num_classes = train_set.tensors[0].shape[1], int(train_set.tensors[1].max()) + 1
+    method, density, seed = point["method"], point["density"], point["seed"]
+    snapshot = method in SNAPSHOT_METHODS
     masks: list[torch.Tensor] = []
 
     def on_epoch_end(epoch: int, net: torch.nn.Module, engine: Any) -> dict[str, Any]:
@@ -125,7 +153,6 @@ def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, tes
             masks.append(engine.masks[snapshot_layer(engine)].detach().cpu().clone())
         return {"itop_rate": float(engine.itop_rate)}
 
-    method, density, seed = params["method"], params["density"], params["seed"]
     fitted = fit(lambda: models.build(config.model, in_channels=in_channels, num_classes=num_classes), train_set,
                  sparsity=engine_factory(method, density, config, seed),
                  augment=random_crop_flip if config.augment else None, on_epoch_end=on_epoch_end, seed=seed,
@@ -145,42 +172,6 @@ def train_one(params: dict[str, Any], checkpoint, config: Config, train_set, tes
     }
     extras = {"layer": snapshot_layer(fitted.engine), "masks": masks} if snapshot and fitted.engine else {}
     return Outcome(metrics, fitted.history, extras)
-
-
-def run(config: Config) -> ChapterResult:
-    """Train every (method, density, seed) of ``config`` and return the records plus mask snapshots.
-
-    ``extras["mask_snapshots"][method]`` holds ``{"layer": name, "masks": [bool tensor per epoch]}`` for
-    SET and RigL at the lowest density and the first seed.
-    """
-    train_set, test_set = load_data(config)
-    result = ChapterResult(config)
-    result.extras["mask_snapshots"] = {}
-    densities = densities_of(config)
-    sparsest, first_seed = min(densities), config.seeds[0]
-    for point in grid({"seed": config.seeds, "method": config.methods, "density": densities}, DENSE_ONCE):
-        snapshot = point["method"] in ("set", "rigl") and point["density"] == sparsest and point["seed"] == first_seed
-        record, extras = run_point(config, point, lambda params, checkpoint, snapshot=snapshot: train_one(
-            params, checkpoint, config, train_set, test_set, snapshot))
-        result.records.append(record)
-        if extras:
-            result.extras["mask_snapshots"][point["method"]] = extras
-    return result
-
-
-def claims(frame: pd.DataFrame) -> list[stats.Claim]:
-    """The paper's claims on this run's records: for every density up to :data:`CLAIM_MAX_DENSITY`,
-    RigL and SET beat static sparse training and RigL beats SET (test accuracy, paired by seed)."""
-    found = []
-    densities = sorted(d for d in frame["density"].unique() if d <= CLAIM_MAX_DENSITY)
-    for (better, worse), effect in PAPER_EFFECTS.items():
-        for density in densities:
-            claim = paired_claim(frame, "test_accuracy", {"method": better, "density": density},
-                                 {"method": worse, "density": density}, paper_effect=effect,
-                                 name=f"{method_label(better)} - {method_label(worse)}, density {density:g}")
-            if claim is not None:
-                found.append(claim)
-    return found
 
 
 def gap_to_dense(frame: pd.DataFrame) -> list[tuple[str, stats.Effect]]:
