@@ -49,7 +49,7 @@ def list_chapters() -> str:
         spec = experiments.spec(name)
         lines.append(f"{name}: {spec.title} ({spec.notebook})")
         for key, knob in sorted(spec.all_knobs().items()):
-            values = " | ".join(f"{p}={spec.profiles[p][key]!r}" for p in cfg.PROFILES)
+            values = " | ".join(f"{p}={spec.values(p)[key]!r}" for p in cfg.PROFILES)
             lines.append(f"  {key}: {knob.help}. Allowed: {knob.allowed()}.\n      {values}")
     return "\n".join(lines)
 
@@ -60,7 +60,7 @@ def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | N
     if out is not None:
         overrides["out_dir"] = out
     config = spec.resolve(profile, **overrides)
-    result = experiments.module(chapter).run(config)
+    result = experiments.run(chapter, config)
     if int(os.environ.get("RANK", 0)) == 0:
         print(result.frame.drop(columns=["id", "chapter"]).to_string(index=False))
         print(f"{len(result.records)} records in {results.results_root(config.out_dir) / chapter}")
