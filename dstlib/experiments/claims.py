@@ -181,7 +181,8 @@ def judge(claims: Sequence[ClaimSpec], frame: pd.DataFrame, *, alpha: float = 0.
     family = len(found)
     superiority = [stats.Claim(name, a, b, effect, paired=True, units=spec.units, reference=spec.reference)
                    for spec, name, a, b, effect in found if spec.kind == "superiority"]
-    verdicts = stats.judge(superiority, alpha=alpha * len(superiority) / family) if superiority else []
+    share = alpha if len(superiority) == family else alpha * len(superiority) / family
+    verdicts = stats.judge(superiority, alpha=share) if superiority else []
     equivalences = [stats.equivalence(name, a, b, effect, paired=True, alpha=alpha, family_size=family,
                                       units=spec.units)
                     for spec, name, a, b, effect in found if spec.kind == "equivalence"]
