@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from dstlib import experiments, stats
 from dstlib.experiments import where_is_the_speedup as chapter
+from dstlib.sparse import benchmark, truly_sparse
 
 
 def test_profiles_are_complete_and_bad_values_fail_before_any_work():
@@ -19,9 +21,8 @@ def test_profiles_are_complete_and_bad_values_fail_before_any_work():
         experiments.resolve("where_is_the_speedup", "smoke", method="gmp")
     with pytest.raises(ValueError, match="threads"):
         experiments.resolve("where_is_the_speedup", "smoke", threads=0)
-    config = experiments.resolve("where_is_the_speedup", "smoke", shapes=["64-x-10"])
     with pytest.raises(ValueError, match=r"shapes=.*'64-x-10'.*at least three positive widths"):
-        chapter.run(config)  # before any timing or data
+        experiments.resolve("where_is_the_speedup", "smoke", shapes=["64-x-10"])  # before any timing or data
     assert chapter.widths_of("512-2048-2048-10") == (512, 2048, 2048, 10)
     with pytest.raises(ValueError, match="shapes"):
         chapter.widths_of("64-10")
@@ -113,27 +114,58 @@ def test_tables_take_medians_over_seeds_and_the_goal_is_read_on_the_largest_shap
         table["mode"] == "train")]["ratio"].to_numpy() + 5.0) / 100, rel=0.05)
 
 
+def _judge(bench, training):
+    return experiments.judge(chapter, chapter.claims_frame(bench, training)).verdicts
+
+
 def test_claims_judge_the_goals_and_the_accuracy_comparison():
-    claims = chapter.claims(_bench(), _training())
-    names = [c.name for c in claims]
+    # The CLAIMS table is judged claim by claim (every batch of one claim, then the next claim), so the names
+    # come in that order; each claim's outcome and estimate are those of the old interleaved list.
+    verdicts = _judge(_bench(), _training())
+    names = [v.name for v in verdicts]
     assert names == ["truly sparse training step faster than dense, batch 1",
-                     "CSR inference beyond 1/3 of the ideal speed-up, batch 1",
                      "truly sparse training step faster than dense, batch 8",
-                     "CSR inference beyond 1/3 of the ideal speed-up, batch 8",
                      "truly sparse training step faster than dense, batch 64",
+                     "CSR inference beyond 1/3 of the ideal speed-up, batch 1",
+                     "CSR inference beyond 1/3 of the ideal speed-up, batch 8",
                      "CSR inference beyond 1/3 of the ideal speed-up, batch 64",
                      "RigL (unstructured) - neuron-level, same weights: accuracy"]
-    verdicts = stats.judge(claims)
     outcomes = [v.outcome for v in verdicts]
-    assert outcomes == [stats.REPRODUCED, stats.CONTRADICTED] * 3 + [stats.CONTRADICTED]
+    assert outcomes == [stats.REPRODUCED] * 3 + [stats.CONTRADICTED] * 3 + [stats.CONTRADICTED]
     assert verdicts[0].effect.estimate == pytest.approx(-math.log(0.3), abs=0.02)
-    assert verdicts[1].effect.estimate == pytest.approx(math.log(0.25 * 3), abs=0.02)
+    assert verdicts[3].effect.estimate == pytest.approx(math.log(0.25 * 3), abs=0.02)
     assert verdicts[-1].effect.estimate == pytest.approx(-10.0 + 0.1 * 1.5, abs=0.01)
     assert "(the book's smallest speed-up of interest, 1.1x)" in verdicts[0].sentence
     assert "(the book's smallest effect of interest)" in verdicts[-1].sentence
-    better = stats.judge(chapter.claims(_bench(csr_share=0.6), _training(gap=3.0)))
-    assert better[1].outcome == stats.REPRODUCED and better[-1].outcome == stats.REPRODUCED
-    assert chapter.claims(_bench().query("density != 0.05"), _training().iloc[:0])[:1] == []
+    better = _judge(_bench(csr_share=0.6), _training(gap=3.0))
+    assert better[3].outcome == stats.REPRODUCED and better[-1].outcome == stats.REPRODUCED
+    assert _judge(_bench().query("density != 0.05"), _training().iloc[:0])[:1] == []
+    before = stats.judge(chapter_claims_as_before(_bench(), _training()))  # the same claims, to rounding
+    assert [(v.name, v.outcome, v.sentence) for v in verdicts] == [(v.name, v.outcome, v.sentence) for v in before]
+    for new, old in zip(verdicts, before, strict=True):
+        assert (new.effect.estimate, new.effect.low, new.adjusted_p, new.mde) == pytest.approx(
+            (old.effect.estimate, old.effect.low, old.adjusted_p, old.mde), rel=1e-9, abs=1e-12)
+
+
+def chapter_claims_as_before(bench, training):
+    """The claims as the chapter built them before its CLAIMS table, in the table's order."""
+    shape = chapter.largest_shape(bench)
+    at = bench[(bench["shape"] == shape) & (bench["density"] == chapter.GOAL_DENSITY)]
+    effect = math.log(chapter.SPEEDUP_OF_INTEREST)
+    found = []
+    for variant, mode, name in (("truly_sparse", "train", "truly sparse training step faster than dense"),
+                                ("csr", "inference", "CSR inference beyond 1/3 of the ideal speed-up")):
+        for batch in sorted(at["batch"].unique()):
+            rows = at[(at["batch"] == batch) & (at["mode"] == mode) & (at["variant"] == variant)].sort_values("seed")
+            values = (-np.log(rows["ratio"].to_numpy()) if mode == "train"
+                      else np.log(rows["of_ideal"].to_numpy() / chapter.GOAL_SHARE_OF_IDEAL))
+            found.append(stats.Claim(f"{name}, batch {batch}", values, np.zeros_like(values), effect, paired=True,
+                                     units="log ratio", reference=chapter.SPEEDUP_REFERENCE))
+    sparse = training[training["variant"] == "truly_sparse"].sort_values("seed")["test_accuracy"].to_numpy() * 100
+    neurons = training[training["variant"] == "neurons"].sort_values("seed")["test_accuracy"].to_numpy() * 100
+    found.append(stats.Claim("RigL (unstructured) - neuron-level, same weights: accuracy", sparse, neurons, 1.0,
+                             paired=True, units="points", reference="the book's smallest effect of interest"))
+    return found
 
 
 def test_training_frame_relates_each_run_to_the_dense_run_of_its_seed():
@@ -145,7 +177,7 @@ def test_training_frame_relates_each_run_to_the_dense_run_of_its_seed():
 def test_smoke_run_writes_records_and_reuses_them(tmp_path):
     config = experiments.resolve("where_is_the_speedup", "smoke", out_dir=str(tmp_path), densities=[0.05],
                                  variants=["dense", "truly_sparse"])
-    result = chapter.run(config)
+    result = experiments.run(chapter, config)
     records = list((tmp_path / "where_is_the_speedup").glob("*.json"))
     assert len(records) == len(result.records) == 1 + 2
     bench = chapter.benchmark_frame(result.records)
@@ -154,6 +186,26 @@ def test_smoke_run_writes_records_and_reuses_them(tmp_path):
     training = chapter.training_frame(result.records)
     sparse = training[training["variant"] == "truly_sparse"].iloc[0]
     assert sparse["weights"] < training[training["variant"] == "dense"].iloc[0]["weights"] * 0.06
-    again = chapter.run(config)  # same code, same settings: read back, not measured again
+    again = experiments.run(chapter, config)  # same code, same settings: read back, not measured again
     assert [r["id"] for r in again.records] == [r["id"] for r in result.records]
     assert again.records[0]["metrics"] == result.records[0]["metrics"]
+
+
+def test_points_hold_both_parts_and_say_which_replicate_profiles_memory():
+    config = experiments.resolve("where_is_the_speedup", "tutorial")
+    grid = chapter.points(config)
+    bench = [p for p in grid if p["part"] == "benchmark"]
+    train = [p for p in grid if p["part"] == "training"]
+    assert len(bench) == len(config.shapes) * len(config.seeds) and len(train) == 3 * len(config.seeds)
+    assert [p["memory"] for p in bench] == [True, False, False, False] * 2
+    assert {p["density"] for p in train if p["variant"] == "dense"} == {1.0}
+    assert {p["density"] for p in train if p["variant"] != "dense"} == {config.train_density}
+
+
+def test_the_truly_sparse_engine_takes_the_preset_rules():
+    for method, rules in (("rigl", ("magnitude", "gradient")), ("set", ("set", "random"))):
+        config = experiments.resolve("where_is_the_speedup", "smoke", method=method)
+        dense = benchmark.mlp((8, 16, 4))
+        model = truly_sparse.to_truly_sparse(dense, truly_sparse.initial_masks(dense, 0.1, seed=0))
+        engine = chapter.truly_sparse_engine(config, 0)(model, torch.optim.SGD(model.parameters(), lr=0.1), 100)
+        assert (engine.prune, engine.grow) == rules

@@ -133,6 +133,11 @@ def method_options(method: str, density: float | None) -> dict[str, Any]:
 Masks = Mapping[str, torch.Tensor]
 
 
+def steps_of(fraction: float, total_steps: int) -> int:
+    """A point of training given as a fraction (``update_end``, ``prune_end``) in optimizer steps, at least 1."""
+    return max(1, round(fraction * total_steps))
+
+
 def engine_factory(method: str, density: float | None, config: Config, seed: int, *,
                    masks: Masks | Callable[[nn.Module], Masks] | None = None,
                    layer_densities: Mapping[str, float] | None = None, **options: Any) -> EngineFactory | None:
@@ -167,7 +172,7 @@ def engine_factory(method: str, density: float | None, config: Config, seed: int
     every_epochs = config.get("update_every_epochs")
 
     def build(model: nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> sparse.SparseEngine:
-        steps = {k: max(1, round(f * total_steps)) for k, f in fractions.items() if f is not None}
+        steps = {k: steps_of(f, total_steps) for k, f in fractions.items() if f is not None}
         if every_epochs is not None and "update_every" not in options:
             steps.update(update_every=None, update_every_epochs=every_epochs,
                          steps_per_epoch=total_steps // config.epochs)

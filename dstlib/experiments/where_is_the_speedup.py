@@ -1,21 +1,23 @@
 """Chapter 8, "Where is the speed-up?": wall-clock time and memory of sparse networks against dense ones.
 
-Two parts, both written as records through :func:`~dstlib.experiments.common.run_point`:
+Its grid has points of two kinds (the ``part`` of each point and record):
 
-* **the benchmark** (one record per layer shape and seed): :func:`dstlib.sparse.benchmark.benchmark` times
+* **benchmark** points (one per layer shape and seed): :func:`dstlib.sparse.benchmark.benchmark` times
   one training step and one inference batch of an MLP in its dense, masked, truly sparse, CSR and
   neuron-level forms, at every density and batch size, interleaved in one process so that ratios to the
   dense model compare like with like. Each seed is an independent replicate (its own masks and weights);
   the record also holds the FLOPs ratio that :mod:`dstlib.sparse.flops` counts for each variant, so the
-  chapter can set the promise (FLOPs) beside the measurement (wall clock).
-* **the training comparison** (one record per variant and seed): an MLP trained on mnist1d through
+  chapter can set the promise (FLOPs) beside the measurement (wall clock). The point says whether its
+  replicate also profiles memory (``memory``: the knob, on the grid's first seed only).
+* **training** points (one per variant and seed): an MLP trained on mnist1d through
   :func:`dstlib.train.fit` as a dense model, as a truly sparse model (RigL or SET on
   :mod:`dstlib.sparse.truly_sparse`) at ``train_density``, and as a physically smaller dense MLP with the
   same number of weights (neuron-level sparsity, :func:`dstlib.sparse.structured.neuron_fraction`).
 
 Timings are measurements, not results that a seed reproduces: a record is reused only when the same code
 (the ``dstlib`` fingerprint) and the same settings made it, so a rerun of the same notebook shows the same
-numbers, and any code change measures afresh.
+numbers, and any code change measures afresh. A record's settings are every knob of the chapter that is not
+a grid axis (see :func:`dstlib.experiments.common.record_settings`), those of the other part included.
 """
 
 from __future__ import annotations
@@ -23,23 +25,23 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from dstlib import data, stats
+from dstlib import data, sparse
 from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
 from dstlib.experiments.common import (
     SPARSITY_KNOBS,
     TRAINING_KNOBS,
-    ChapterResult,
     Outcome,
     fit_options,
     main_process_first,
-    paired_values,
-    run_point,
+    steps_of,
 )
 from dstlib.sparse import benchmark, structured, truly_sparse
 from dstlib.sparse.engine import SparseEngine
@@ -52,75 +54,38 @@ GOAL_DENSITY = 0.05
 GOAL_MAX_BATCH = 64
 GOAL_SHARE_OF_IDEAL = 1 / 3
 # Neither goal has an effect size: tested against the smallest speed-up this book calls one (10%, on the log
-# scale), and accuracy against the book's usual smallest effect of interest, one point.
+# scale); accuracy against the book's smallest effect of interest (claims.BOOK_EFFECT).
 SPEEDUP_OF_INTEREST = 1.1
-EFFECT_OF_INTEREST = 1.0
 SPEEDUP_REFERENCE = "the book's smallest speed-up of interest, 1.1x"
-EFFECT_REFERENCE = "the book's smallest effect of interest"
 
 VARIANTS = ("dense", "truly_sparse", "neurons")
 """The training comparison: dense MLP, truly sparse MLP (RigL or SET), smaller dense MLP (same weights)."""
-
-BENCHMARK_KEYS = ("shapes", "densities", "batch_sizes", "repeats", "calls", "memory", "threads", "seeds")
-TRAINING_KEYS = ("method", "hidden", "train_density", "generated_samples", "train_samples", "variants", "threads",
-                 "seeds", *TRAINING_KNOBS, *SPARSITY_KNOBS)
+PARTS = ("benchmark", "training")
+"""The two kinds of grid points (and records): a benchmark replicate, a training run."""
 
 KNOBS = {
     "shapes": Knob("benchmark MLPs as widths joined by '-', input-hidden...-output, e.g. '512-2048-2048-10'", str,
-                   is_list=True),
+                   is_list=True, axis=True),
     "densities": Knob("benchmark densities (fractions of weights kept)", float, low=0.0, high=1.0, low_open=True,
                       high_open=True, is_list=True),
     "batch_sizes": Knob("benchmark batch sizes", int, low=1, is_list=True),
-    "repeats": Knob("interleaved timing rounds per benchmark point (medians over them)", int, low=1),
-    "calls": Knob("calls per variant per round", int, low=1),
-    "memory": Knob("measure peak memory (CPU, first seed only)", bool),
+    "repeats": Knob("interleaved timing rounds per benchmark point (medians over them)", int, low=1, default=5),
+    "calls": Knob("calls per variant per round", int, low=1, default=3),
+    "memory": Knob("measure peak memory (CPU, first seed only)", bool, default=True),
     "threads": Knob("torch threads while measuring and training; None leaves the setting as it is", int, low=1,
-                    optional=True),
-    "method": Knob("DST method of the truly sparse MLP", str, choices=("rigl", "set")),
+                    optional=True, default=None),
+    "method": Knob("DST method of the truly sparse MLP", str, choices=("rigl", "set"), default="rigl"),
     "hidden": Knob("hidden width of the mnist1d MLP (two hidden layers)", int, low=2),
     "train_density": Knob("density of the truly sparse MLP (and the weight budget of the smaller dense one)", float,
-                          low=0.0, high=1.0, low_open=True, high_open=True),
-    "variants": Knob("models of the training comparison", str, choices=VARIANTS, is_list=True),
-    "generated_samples": Knob("mnist1d samples generated, split 80/20 into train and test", int, low=20),
-    "train_samples": Knob("training samples used, a fixed random subset (0 = all)", int, low=0),
+                          low=0.0, high=1.0, low_open=True, high_open=True, default=0.05),
+    "variants": Knob("models of the training comparison", str, choices=VARIANTS, is_list=True, axis=True,
+                     default=list(VARIANTS)),
+    "generated_samples": Knob("mnist1d samples generated, split 80/20 into train and test", int, low=20,
+                              default=25_000),
+    "train_samples": Knob("training samples used, a fixed random subset (0 = all)", int, low=0, default=0),
     **TRAINING_KNOBS,
     **SPARSITY_KNOBS,
 }
-
-# RigL's engine settings (Evci et al. 2020): drop fraction 0.3 cosine-annealed to 0 at 75% of training; ERK.
-_COMMON = {"device": "auto", "out_dir": None, "progress": False, "memory": True, "threads": None, "method": "rigl",
-           "variants": list(VARIANTS), "distribution": "erk", "update_every": 20, "drop_fraction": 0.3,
-           "drop_fraction_min": 0.0, "update_end": 0.75, "dense_first": False, "weight_decay": 5e-4,
-           "lr_schedule": "cosine", "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "lr": 0.05, "batch_size": 64,
-           "generated_samples": 25_000}
-
-SPEC = ChapterSpec(
-    name="where_is_the_speedup",
-    title="Where is the speed-up?",
-    notebook="book/08_where_is_the_speedup.ipynb",
-    paper="hoefler2021sparsity",
-    knobs=KNOBS,
-    profiles={
-        "smoke": {**_COMMON, "shapes": ["64-256-256-10"], "densities": [0.1, 0.05], "batch_sizes": [8],
-                  "repeats": 1, "calls": 1, "seeds": [0], "hidden": 128, "train_density": 0.05, "epochs": 1,
-                  "generated_samples": 2000, "train_samples": 500, "update_every": 2},
-        # Chosen by a pilot (see the chapter): two MLP sizes whose dense training step is long enough to time
-        # (2-40 ms on one core), five interleaved rounds (three let one burst of load decide a median at batch
-        # 1), four seeds as replicates; densities up to 0.3 to bracket most crossovers (0.5, left to the paper
-        # profile, doubles the time: a truly sparse step with an update there costs tens of dense steps). The
-        # trained MLP 40-1024-1024-10 at 95% sparsity (dense 65% test accuracy: not saturated).
-        "tutorial": {**_COMMON, "shapes": ["256-1024-1024-10", "512-2048-2048-10"],
-                     "densities": [0.3, 0.2, 0.1, 0.05, 0.02], "batch_sizes": [1, 8, 64], "repeats": 5, "calls": 2,
-                     "seeds": [0, 1, 2, 3], "hidden": 1024, "train_density": 0.05, "epochs": 10,
-                     "train_samples": 4000},
-        # The benchmark's full grid (benchmarks/bench_sparse_training.py) plus a wide layer; on a GPU the 2:4
-        # semi-structured rows appear. The trained MLP at 4096 hidden units on all of mnist1d.
-        "paper": {**_COMMON, "shapes": ["1024-4096-4096-10", "4096-4096-4096-1000"],
-                  "densities": [0.5, 0.2, 0.1, 0.05, 0.02, 0.01], "batch_sizes": [1, 8, 64, 256], "repeats": 5,
-                  "calls": 3, "seeds": [0, 1, 2], "hidden": 4096, "train_density": 0.05, "epochs": 30,
-                  "train_samples": 0, "update_every": 100},
-    },
-)
 
 
 def widths_of(shape: str) -> tuple[int, ...]:
@@ -132,10 +97,44 @@ def widths_of(shape: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def check(config: Config) -> None:
+def check_shapes(config: Config) -> None:
     """What the knobs alone cannot check, before any work: the shapes parse."""
     for shape in config.shapes:
         widths_of(shape)
+
+
+SPEC = ChapterSpec(
+    name="where_is_the_speedup",
+    title="Where is the speed-up?",
+    notebook="book/08_where_is_the_speedup.ipynb",
+    paper="hoefler2021sparsity",
+    knobs=KNOBS,
+    checks=(check_shapes,),
+    # RigL's engine settings (Evci et al. 2020) for the truly sparse MLP: ERK, drop fraction 0.3
+    # cosine-annealed to 0 at 75% of training, first layer sparse; the chapter's optimiser: SGD 0.05 with
+    # cosine decay, batch 64, weight decay 5e-4; a topology update every 20 steps.
+    defaults={"distribution": "erk", "drop_fraction": 0.3, "drop_fraction_min": 0.0, "update_end": 0.75,
+              "dense_first": False, "weight_decay": 5e-4, "lr_schedule": "cosine", "lr": 0.05, "batch_size": 64,
+              "update_every": 20},
+    profiles={
+        "smoke": {"shapes": ["64-256-256-10"], "densities": [0.1, 0.05], "batch_sizes": [8], "repeats": 1,
+                  "calls": 1, "seeds": [0], "hidden": 128, "epochs": 1, "generated_samples": 2000,
+                  "train_samples": 500, "update_every": 2},
+        # Chosen by a pilot (see the chapter): two MLP sizes whose dense training step is long enough to time
+        # (2-40 ms on one core), five interleaved rounds (three let one burst of load decide a median at batch
+        # 1), four seeds as replicates; densities up to 0.3 to bracket most crossovers (0.5, left to the paper
+        # profile, doubles the time: a truly sparse step with an update there costs tens of dense steps). The
+        # trained MLP 40-1024-1024-10 at 95% sparsity (dense 65% test accuracy: not saturated).
+        "tutorial": {"shapes": ["256-1024-1024-10", "512-2048-2048-10"],
+                     "densities": [0.3, 0.2, 0.1, 0.05, 0.02], "batch_sizes": [1, 8, 64], "calls": 2,
+                     "seeds": [0, 1, 2, 3], "hidden": 1024, "epochs": 10, "train_samples": 4000},
+        # The benchmark's full grid (benchmarks/bench_sparse_training.py) plus a wide layer; on a GPU the 2:4
+        # semi-structured rows appear. The trained MLP at 4096 hidden units on all of mnist1d.
+        "paper": {"shapes": ["1024-4096-4096-10", "4096-4096-4096-1000"],
+                  "densities": [0.5, 0.2, 0.1, 0.05, 0.02, 0.01], "batch_sizes": [1, 8, 64, 256],
+                  "seeds": [0, 1, 2], "hidden": 4096, "epochs": 30, "update_every": 100},
+    },
+)
 
 
 @contextlib.contextmanager
@@ -150,11 +149,31 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _part(config: Config, keys: Sequence[str]) -> Config:
-    """The config restricted to one part's knobs (plus device and output folder), so that a record of one part
-    is not remeasured when only the other part's knobs change."""
-    keep = {*keys, "device", "out_dir", "progress"}
-    return Config(config.chapter, config.profile, {k: v for k, v in config.items() if k in keep})
+def points(config: Config) -> list[dict[str, Any]]:
+    """Every benchmark replicate (shape, seed; ``memory`` on the first seed when the knob asks for it), then
+    every training run (seed, variant; the dense one at density 1, the others at ``train_density``)."""
+    bench = [{"part": "benchmark", "shape": shape, "seed": seed, "memory": config.memory and seed == config.seeds[0]}
+             for shape in config.shapes for seed in config.seeds]
+    train = [{"part": "training", "variant": variant, "density": config.train_density if variant != "dense" else 1.0,
+              "seed": seed} for seed in config.seeds for variant in config.variants]
+    return bench + train
+
+
+def load(config: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """mnist1d as flat vectors for the training points: ``((x_train (N, 40), y_train), (x_test, y_test))``, the
+    training split cut to ``train_samples`` by :func:`dstlib.data.subset`."""
+    with main_process_first():
+        train_set, test_set = (data.load("mnist1d", split, num_samples=config.generated_samples)
+                               for split in ("train", "test"))
+    train_set = data.subset(train_set, config.train_samples)
+    return tuple((s.tensors[0].flatten(1), s.tensors[1]) for s in (train_set, test_set))  # type: ignore[return-value]
+
+
+def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
+    """One point: a benchmark replicate (:func:`benchmark_one`) or a training run (:func:`train_variant`)."""
+    if point["part"] == "benchmark":
+        return benchmark_one(config, point)
+    return train_variant(config, point, *data)
 
 
 # ------------------------------------------------------------------------------------------ the benchmark
@@ -167,25 +186,25 @@ def flops_ratios(widths: Sequence[int], density: float, seed: int = 0) -> dict[s
     engine = SparseEngine(model, torch.optim.SGD(model.parameters(), lr=0.0), density=None, masks=masks, prune=None,
                           grow=None)
     example = torch.zeros(1, widths[0])
-    sparse = count_flops(model, example, engine)
+    sparse_cost = count_flops(model, example, engine)
     engine.remove()
     keep = structured.neuron_fraction(widths, density)
     small = benchmark.mlp([widths[0], *(max(1, round(keep * w)) for w in widths[1:-1]), widths[-1]], seed)
     neurons = count_flops(small, example)
-    return {"train": sparse.training_step / sparse.dense_training_step,
-            "inference": sparse.sparse_forward / sparse.dense_forward,
-            "neurons_train": neurons.training_step / sparse.dense_training_step,
-            "neurons_inference": neurons.dense_forward / sparse.dense_forward}
+    return {"train": sparse_cost.training_step / sparse_cost.dense_training_step,
+            "inference": sparse_cost.sparse_forward / sparse_cost.dense_forward,
+            "neurons_train": neurons.training_step / sparse_cost.dense_training_step,
+            "neurons_inference": neurons.dense_forward / sparse_cost.dense_forward}
 
 
-def benchmark_one(params: Mapping[str, Any], config: Config) -> Outcome:
+def benchmark_one(config: Config, point: Mapping[str, Any]) -> Outcome:
     """One benchmark replicate: every density and batch size of one shape, with the seed's masks."""
-    widths = widths_of(params["shape"])
-    seed = params["seed"]
+    widths = widths_of(point["shape"])
+    seed = point["seed"]
     with torch_threads(config.threads):
         frame = benchmark.benchmark(widths, config.densities, config.batch_sizes, repeats=config.repeats,
-                                    calls=config.calls, memory=config.memory and seed == config.seeds[0],
-                                    device=pick_device(config.device), seed=seed)
+                                    calls=config.calls, memory=point["memory"], device=pick_device(config.device),
+                                    seed=seed)
         threads = torch.get_num_threads()
     promised = {d: flops_ratios(widths, d, seed) for d in config.densities}
 
@@ -208,16 +227,6 @@ def benchmark_one(params: Mapping[str, Any], config: Config) -> Outcome:
 
 
 # -------------------------------------------------------------------------------- the training comparison
-def load_data(config: Config) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """mnist1d as flat vectors: ``((x_train (N, 40), y_train), (x_test, y_test))``, the training split cut to
-    ``train_samples`` by :func:`dstlib.data.subset`."""
-    with main_process_first():
-        train_set, test_set = (data.load("mnist1d", split, num_samples=config.generated_samples)
-                               for split in ("train", "test"))
-    train_set = data.subset(train_set, config.train_samples)
-    return tuple((s.tensors[0].flatten(1), s.tensors[1]) for s in (train_set, test_set))  # type: ignore[return-value]
-
-
 def model_widths(config: Config, variant: str, num_inputs: int, num_classes: int) -> tuple[int, ...]:
     """Widths of the trained MLP of ``variant``: two hidden layers of ``hidden`` units, or for ``"neurons"``
     the fraction of them that leaves ``train_density`` times the weights (:func:`~dstlib.sparse.structured.
@@ -229,12 +238,32 @@ def model_widths(config: Config, variant: str, num_inputs: int, num_classes: int
     return (num_inputs, *(max(1, round(keep * w)) for w in widths[1:-1]), num_classes)
 
 
-def train_one(params: Mapping[str, Any], config: Config, train, test) -> Outcome:
+def truly_sparse_engine(config: Config, seed: int):
+    """The ``(model, optimizer, total_steps) -> engine`` builder of the truly sparse MLP for
+    :func:`dstlib.train.fit`: a :class:`~dstlib.sparse.truly_sparse.TrulySparseEngine` with the prune and grow
+    rules of the engine preset of ``method`` (:data:`dstlib.sparse.presets.METHODS`: RigL magnitude and
+    gradient, SET sign-aware magnitude and random) and the chapter's update knobs.
+
+    Not :func:`~dstlib.experiments.common.engine_factory`: that builds the masked engine, whose presets take a
+    density and a distribution; the truly sparse engine takes the masks its :class:`SparseLinear` layers hold."""
+    preset = sparse.presets.METHODS[config.method]
+    rules = {**preset.defaults, **preset.fixed}
+
+    def build(model, optimizer, total_steps):
+        return truly_sparse.TrulySparseEngine(
+            model, optimizer, prune=rules["prune"], grow=rules["grow"], update_every=config.update_every,
+            total_steps=total_steps, update_end=steps_of(config.update_end, total_steps),
+            drop_fraction=config.drop_fraction, drop_fraction_min=config.drop_fraction_min, seed=seed)
+
+    return build
+
+
+def train_variant(config: Config, point: Mapping[str, Any], train, test) -> Outcome:
     """Train one (variant, seed) through :func:`dstlib.train.fit` and evaluate it.
 
     No checkpoint is written: a point takes seconds, and saving the dense model every epoch would add its
     cost to the dense run's wall time only."""
-    variant, seed = params["variant"], params["seed"]
+    variant, seed = point["variant"], point["seed"]
     widths = model_widths(config, variant, train[0].shape[1], int(train[1].max()) + 1)
     engine_factory = None
     if variant == "truly_sparse":
@@ -244,13 +273,7 @@ def train_one(params: Mapping[str, Any], config: Config, train, test) -> Outcome
                                                dense_first=config.dense_first, seed=seed)
             return truly_sparse.to_truly_sparse(dense, masks)
 
-        rules = {"rigl": {"prune": "magnitude", "grow": "gradient"}, "set": {"prune": "set", "grow": "random"}}
-
-        def engine_factory(model, optimizer, total_steps):
-            return truly_sparse.TrulySparseEngine(
-                model, optimizer, **rules[config.method], update_every=config.update_every, total_steps=total_steps,
-                update_end=max(1, round(config.update_end * total_steps)), drop_fraction=config.drop_fraction,
-                drop_fraction_min=config.drop_fraction_min, seed=seed)
+        engine_factory = truly_sparse_engine(config, seed)
     else:
         def build() -> torch.nn.Module:
             return benchmark.mlp(widths, seed)
@@ -265,28 +288,6 @@ def train_one(params: Mapping[str, Any], config: Config, train, test) -> Outcome
                "step_ms": 1e3 * fitted.wall_time_s / fitted.steps, "weights": weights,
                "hidden_width": widths[1]}
     return Outcome(metrics, fitted.history)
-
-
-def run(config: Config) -> ChapterResult:
-    """Measure the benchmark (every shape and seed), then train every (variant, seed); return the records."""
-    check(config)
-    result = ChapterResult(config)
-    bench_config = _part(config, BENCHMARK_KEYS)
-    for shape in config.shapes:
-        for seed in config.seeds:
-            record, _ = run_point(bench_config, {"part": "benchmark", "shape": shape, "seed": seed},
-                                  lambda params, checkpoint: benchmark_one(params, config))
-            result.records.append(record)
-    train, test = load_data(config)
-    train_config = _part(config, TRAINING_KEYS)
-    for seed in config.seeds:
-        for variant in config.variants:
-            density = config.train_density if variant != "dense" else 1.0
-            record, _ = run_point(train_config, {"part": "training", "variant": variant, "density": density,
-                                                 "seed": seed},
-                                  lambda params, checkpoint: train_one(params, config, train, test))
-            result.records.append(record)
-    return result
 
 
 # ----------------------------------------------------------------------------------------- analysis
@@ -385,40 +386,44 @@ def amortised_update(bench: pd.DataFrame, every: int = 100) -> pd.DataFrame:
     return (((every - 1) * plain + update) / every).rename("ratio").reset_index()
 
 
-def claims(bench: pd.DataFrame, training: pd.DataFrame, method: str = "rigl") -> list[stats.Claim]:
-    """The chapter's claims, each over seeds (independent replicates; paired where both sides share a seed):
+def _largest_benchmarked_shape(frame: pd.DataFrame) -> list[str]:
+    """The claims' shape setting: the largest benchmarked shape (:func:`largest_shape`), none without one."""
+    bench = frame[frame["part"] == "benchmark"] if "part" in frame and "shape" in frame else frame.iloc[0:0]
+    return [largest_shape(bench)] if len(bench) else []
 
-    * for the largest shape at :data:`GOAL_DENSITY` and every batch size up to :data:`GOAL_MAX_BATCH`: the truly
-      sparse training step is faster than dense (``-log ratio`` > 0) and CSR inference reaches a third of the
-      ideal speed-up (``log(of_ideal / (1/3))`` > 0), against :data:`SPEEDUP_OF_INTEREST`;
-    * unstructured (truly sparse) beats neuron-level sparsity at the same number of weights, in test accuracy,
-      against :data:`EFFECT_OF_INTEREST` points.
-    """
-    found = []
-    if not bench.empty and GOAL_DENSITY in set(bench["density"]):
-        shape = largest_shape(bench)
-        at = bench[(bench["shape"] == shape) & (bench["density"] == GOAL_DENSITY) & (bench["batch"] <= GOAL_MAX_BATCH)]
-        effect = math.log(SPEEDUP_OF_INTEREST)
-        for batch in sorted(at["batch"].unique()):
-            train = at[(at["batch"] == batch) & (at["mode"] == "train") & (at["variant"] == "truly_sparse")]
-            csr = at[(at["batch"] == batch) & (at["mode"] == "inference") & (at["variant"] == "csr")]
-            if len(train):
-                values = -np.log(train.sort_values("seed")["ratio"].to_numpy())
-                found.append(stats.Claim(f"truly sparse training step faster than dense, batch {batch}", values,
-                                         np.zeros_like(values), effect, paired=True, units="log ratio",
-                                         reference=SPEEDUP_REFERENCE))
-            if len(csr):
-                values = np.log(csr.sort_values("seed")["of_ideal"].to_numpy() / GOAL_SHARE_OF_IDEAL)
-                found.append(stats.Claim(f"CSR inference beyond 1/3 of the ideal speed-up, batch {batch}", values,
-                                         np.zeros_like(values), effect, paired=True, units="log ratio",
-                                         reference=SPEEDUP_REFERENCE))
-    if not training.empty and {"truly_sparse", "neurons"} <= set(training["variant"]):
-        sparse, neurons = paired_values(training, "test_accuracy", {"variant": "truly_sparse"}, {"variant": "neurons"})
-        if len(sparse):
-            found.append(stats.Claim(f"{method_name(method)} (unstructured) - neuron-level, same weights: accuracy",
-                                     sparse, neurons, EFFECT_OF_INTEREST, paired=True, units="points",
-                                     reference=EFFECT_REFERENCE))
-    return found
+
+# The chapter's claims, each over seeds (independent replicates; paired where both sides share a seed):
+# for the largest shape at GOAL_DENSITY and every batch size up to GOAL_MAX_BATCH, the truly sparse training
+# step is faster than dense (log ratio below log 1) and CSR inference reaches a third of the ideal speed-up
+# (log of_ideal above log 1/3), against SPEEDUP_OF_INTEREST; and unstructured (truly sparse) beats
+# neuron-level sparsity at the same number of weights, in test accuracy, against the book's smallest effect.
+_GOAL = {"part": "benchmark", "shape": AT, "density": GOAL_DENSITY, "batch": AT}
+_GOAL_OVER = {"shape": _largest_benchmarked_shape,
+              "batch": levels("batch", lambda b: b <= GOAL_MAX_BATCH, part="benchmark")}
+CLAIMS = [
+    ClaimSpec("truly sparse training step faster than dense, batch {batch:g}", "ratio",
+              a={**_GOAL, "mode": "train", "variant": "truly_sparse"}, b=1.0, effect=math.log(SPEEDUP_OF_INTEREST),
+              reference=SPEEDUP_REFERENCE, over=_GOAL_OVER, units="log ratio", scale=1.0, transform="log",
+              lower_is_better=True),
+    ClaimSpec("CSR inference beyond 1/3 of the ideal speed-up, batch {batch:g}", "of_ideal",
+              a={**_GOAL, "mode": "inference", "variant": "csr"}, b=GOAL_SHARE_OF_IDEAL,
+              effect=math.log(SPEEDUP_OF_INTEREST), reference=SPEEDUP_REFERENCE, over=_GOAL_OVER, units="log ratio",
+              scale=1.0, transform="log"),
+    ClaimSpec("{method} (unstructured) - neuron-level, same weights: accuracy", "test_accuracy",
+              a={"part": "training", "variant": "truly_sparse", "method": AT},
+              b={"part": "training", "variant": "neurons"}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE,
+              over={"method": levels("method", part="training")}),
+]
+
+
+def claims_frame(bench: pd.DataFrame, training: pd.DataFrame, method: str = "rigl") -> pd.DataFrame:
+    """The frame :data:`CLAIMS` read (``experiments.judge(chapter, claims_frame(...))``): the benchmark rows
+    (:func:`benchmark_frame`) and the training rows (:func:`training_frame`) one below the other, with
+    ``part`` saying which, and the training rows' DST method by name (``method``: ``"RigL"``, ``"SET"``)."""
+    frames = [bench.assign(part="benchmark") if not bench.empty else bench,
+              training.assign(part="training", method=method_name(method)) if not training.empty else training]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def method_name(method: str) -> str:
