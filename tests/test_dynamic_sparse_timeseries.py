@@ -21,10 +21,9 @@ def _config(**overrides):
 
 def test_the_grid_is_every_dataset_times_every_variant():
     config = _config(datasets=["motifs", "ArrowHead"], variants=["dsn", "dense_large"])
-    assert chapter.variants(config) == [{"dataset": "motifs", "variant": "dsn"},
-                                        {"dataset": "motifs", "variant": "dense_large"},
-                                        {"dataset": "ArrowHead", "variant": "dsn"},
-                                        {"dataset": "ArrowHead", "variant": "dense_large"}]
+    grid = [{k: v for k, v in point.items() if k != "seed"} for point in chapter.points(config)]
+    assert grid == [{"dataset": "motifs", "variant": "dsn"}, {"dataset": "motifs", "variant": "dense_large"},
+                    {"dataset": "ArrowHead", "variant": "dsn"}, {"dataset": "ArrowHead", "variant": "dense_large"}]
     assert set(chapter.VARIANT_LABELS) == set(chapter.VARIANTS)
     assert chapter.variant_order(["static_regions", "dsn"]) == ["dsn", "static_regions"]
 
@@ -58,7 +57,13 @@ def test_run_rejects_bad_settings_before_loading_data(monkeypatch, key, value, m
     monkeypatch.setattr(chapter, "load_dataset", fail)
     overrides = {key: value, **({"out_groups": 6} if key == "kernel_size" else {})}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        chapter.run(_config(**overrides))
+        experiments.run(chapter, _config(**overrides))
+
+
+def test_validation_selection_needs_a_validation_split():
+    with pytest.raises(ValueError, match=r"val_fraction=0\.0: allowed .*model_selection='validation'"):
+        _config(val_fraction=0.0)
+    assert _config(val_fraction=0.0, model_selection="last").val_fraction == 0.0
 
 
 @pytest.mark.parametrize("variant", chapter.VARIANTS)
@@ -75,7 +80,7 @@ def _engine(variant, config, in_channels=1):
     torch.manual_seed(0)
     model = chapter.build_model(config, variant, num_classes=3, in_channels=in_channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    build = chapter.engine_for(variant, config, seed=0, steps_per_epoch=1)
+    build = chapter.variant_engine(variant, config, seed=0, in_channels=in_channels)
     return model, optimizer, build(model, optimizer, 20)
 
 
@@ -90,7 +95,7 @@ def _train(model, optimizer, engine, steps, in_channels=1):
 
 @pytest.mark.parametrize("in_channels", [1, 2])
 def test_sparse_variants_have_dsns_active_weights_in_every_layer(in_channels):
-    config = _config(nf=4, depth=2)
+    config = _config(nf=4, depth=2, epochs=20)  # 20 steps of 1 per epoch
     counts = {}
     for variant in chapter.SPARSE_VARIANTS:
         model, optimizer, engine = _engine(variant, config, in_channels)
@@ -109,7 +114,7 @@ def test_sparse_variants_have_dsns_active_weights_in_every_layer(in_channels):
 
 
 def test_static_regions_keep_dsns_initial_masks_and_dsn_moves_its_weights():
-    config = _config(nf=4, depth=2)
+    config = _config(nf=4, depth=2, epochs=20)  # 20 steps of 1 per epoch
     initial = chapter.dsn_masks(chapter.build_model(config, "dsn", 3, 1), config.density)
     moved = {}
     for variant in ("static_regions", "dsn"):
@@ -156,7 +161,7 @@ def test_a_missing_archive_problem_fails_before_any_training(tmp_path, monkeypat
     monkeypatch.setattr(chapter, "train_one", lambda *args, **kwargs: pytest.fail("trained before the check"))
     config = _config(datasets=["motifs", "Adiac"], source="archive", out_dir=str(tmp_path))
     with pytest.raises(DatasetNotAvailable, match="UCRArchive_2018/Adiac"):
-        chapter.run(config)
+        experiments.run(chapter, config)
 
 
 def test_archive_source_reads_the_extracted_archive(tmp_path, monkeypatch):
@@ -187,13 +192,13 @@ def _frame(seeds=5, dsn=85.0, gaps=(5.0, 12.0, 4.0, 18.0)):
 
 
 def test_claims_are_dsn_against_each_baseline_paired_by_seed():
-    judged = chapter.verdicts(_frame())
+    judged = experiments.judge(chapter, _frame()).verdicts
     assert [v.name for v in judged] == ["motifs: DSN - dense large kernel", "motifs: DSN - dense small kernel",
                                         "motifs: DSN - DST without regions", "motifs: DSN - static regions"]
     assert [v.effect.estimate for v in judged] == pytest.approx([5.0, 12.0, 4.0, 18.0], abs=1.0)
     assert all(v.outcome == stats.REPRODUCED and v.family_size == 4 for v in judged)
     assert "(the book's smallest effect of interest)" in judged[0].sentence
-    assert chapter.verdicts(_frame(seeds=1))[0].outcome == stats.INCONCLUSIVE
+    assert experiments.judge(chapter, _frame(seeds=1)).verdicts[0].outcome == stats.INCONCLUSIVE
 
 
 def test_costs_are_relative_to_the_dense_large_kernel():
@@ -205,7 +210,7 @@ def test_costs_are_relative_to_the_dense_large_kernel():
 
 def test_smoke_run_records_costs_selection_and_tap_histograms(tmp_path):
     config = _config(out_dir=str(tmp_path), motif_series=40, epochs=2)
-    result = chapter.run(config)
+    result = experiments.run(chapter, config)
     frame = chapter.with_costs(result.frame).set_index("variant")
     assert set(frame.index) == set(chapter.VARIANTS)
     assert frame.loc["dsn", "flops_forward_ratio"] < chapter.PAPER_COST_RATIO
@@ -213,14 +218,14 @@ def test_smoke_run_records_costs_selection_and_tap_histograms(tmp_path):
     assert frame.loc["dsn", "region_density"] == pytest.approx(0.2, abs=0.01)
     assert frame.loc["dsn", "layer_density"] == pytest.approx(0.2 * 26 / 39, abs=0.01)
     assert (frame["num_val"] > 0).all() and (frame["best_epoch"] <= 2).all()
-    extras = result.extras[(0, "motifs", "dsn")]
+    [(_, extras)] = result.extras_where(seed=0, dataset="motifs", variant="dsn")
     assert extras["taps"].shape == (2, config.depth, 3, 39)
-    curves = chapter.tap_curves(result.extras, "motifs", "dsn")
+    curves = chapter.tap_curves(result, "motifs", "dsn")
     assert curves.shape == (2, 3, 39) and curves[:, 0, 13:].sum() == 0
-    again = chapter.run(config)  # every record is read back, extras included
+    again = experiments.run(chapter, config)  # every record is read back, extras included
     assert [r["id"] for r in again.records] == [r["id"] for r in result.records]
     assert again.frame["accuracy"].tolist() == result.frame["accuracy"].tolist()
-    assert torch.equal(again.extras[(0, "motifs", "dsn")]["taps"], extras["taps"])
-    selected = chapter.run(_config(out_dir=str(tmp_path), motif_series=40, epochs=2, variants=["dsn"],
+    assert torch.equal(again.extras_where(seed=0, dataset="motifs", variant="dsn")[0][1]["taps"], extras["taps"])
+    selected = experiments.run(chapter, _config(out_dir=str(tmp_path), motif_series=40, epochs=2, variants=["dsn"],
                                    model_selection="train_loss"))
     assert selected.frame["num_val"].tolist() == [0]

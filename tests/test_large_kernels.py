@@ -1,12 +1,14 @@
-"""Chapter 7 (SLaK): the variants' networks, the parameter count of the sparse one, and the claims."""
+"""Chapter 7 (SLaK): the variants' networks, the parameter count of the sparse one, the combination checks
+and the claims."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from dstlib import stats
+from dstlib import experiments, stats
 from dstlib.experiments import large_kernels as chapter
+from dstlib.experiments.common import ChapterResult
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_sparse_variant_counts_parameters_from_its_masks(cfg):
     train_x, train_y = torch.rand(16, 1, 20, 20), torch.randint(0, 4, (16,))
     model = chapter.build_model(cfg, "slak", 4, 1)
     optimizer = torch.optim.AdamW(model.parameters())
-    engine = chapter.sparse_engine(cfg, (train_x, train_y), seed=0)(model, optimizer, 10)
+    engine = chapter.slak_engine(cfg, (train_x, train_y), seed=0)(model, optimizer, 10)
     total, nonzero = chapter.count_parameters(model, engine)
     assert total == sum(p.numel() for p in model.parameters())
     assert total - nonzero == sum(int((~m).sum()) for m in engine.masks.values()) > 0
@@ -58,7 +60,7 @@ def _frame(seeds=5, slak_gain=6.0):
 
 
 def test_claims_pair_by_seed_in_one_family():
-    verdicts = chapter.verdicts(_frame())
+    verdicts = experiments.judge(chapter, _frame()).verdicts
     assert [v.name for v in verdicts] == ["SLaK - 7x7 dense: accuracy", "SLaK - MxM dense: accuracy",
                                           "sparse + wider - dense decomposed: accuracy",
                                           "SLaK - 7x7 dense: ERF mean distance"]
@@ -70,11 +72,36 @@ def test_claims_pair_by_seed_in_one_family():
     assert verdicts[3].units == "pixels" and verdicts[3].outcome == stats.REPRODUCED
 
 
-def test_tables_and_erf_means():
+def test_tables_and_erf_means(cfg):
     table = chapter.efficiency_table(_frame())
     assert list(table.index) == [chapter.LABELS[v] for v in chapter.VARIANTS]
     assert table.loc["7x7 dense", "mflops"] == 2.0
-    maps = {("slak", 0): torch.rand(6, 6), ("slak", 1): torch.rand(6, 6), ("small", 0): None}
+    runs = [("slak", 0, torch.rand(6, 6)), ("slak", 1, torch.rand(6, 6)), ("small", 0, None)]
+    maps = ChapterResult(cfg, records=[{"params": {"variant": v, "seed": s}} for v, s, _ in runs],
+                         extras=[{"erf": m} for _, _, m in runs])
     shown = chapter.mean_erf(maps, "slak")
     assert shown.shape == (6, 6) and float(shown.max()) == pytest.approx(1.0)
     assert chapter.mean_erf(maps, "small") is None
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"dims": [8, 16]}, r"dims=\[8, 16\]: allowed one value per stage \(1"),
+    ({"kernel_sizes": [7, 7]}, r"kernel_sizes=\[7, 7\]: allowed one value per stage"),
+    ({"depths": [1, 1, 1], "dims": [8, 8, 8], "kernel_sizes": [7, 5, 3], "stem_stride": 8},
+     r"image_size=20: allowed an integer >= 32"),
+    ({"small_kernel_size": 4}, r"small_kernel_size=4: allowed an odd integer"),
+    ({"kernel_sizes": [8]}, r"kernel_sizes=\[8\]: allowed a list of odd integers"),
+    ({"short_edge": 9}, r"short_edge=9: allowed an odd integer <= the smallest of kernel_sizes \(7\)"),
+    ({"short_edge": 2}, r"short_edge=2: allowed an odd integer"),
+    ({"gap": 12}, r"gap=12: allowed an integer in \[5, 9\] with image_size=20"),
+    ({"augment": True}, r"augment=True: allowed False with dataset='two_marks'"),
+])
+def test_combinations_the_networks_or_the_task_cannot_run_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        chapter.SPEC.resolve("smoke", **overrides)
+
+
+def test_checks_apply_only_to_the_variants_that_build_the_kernel():
+    assert chapter.SPEC.resolve("smoke", variants=["large"], small_kernel_size=4).small_kernel_size == 4
+    assert chapter.SPEC.resolve("smoke", variants=["small", "large"], short_edge=9).short_edge == 9
+    assert chapter.SPEC.resolve("smoke", variants=["small"], kernel_sizes=[8]).kernel_sizes == [8]

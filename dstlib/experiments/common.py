@@ -81,8 +81,9 @@ TRAINING_KNOBS = {
     "lr_gamma": Knob("LR factor at each milestone of the step schedule", float, low=0.0, low_open=True,
                      default=0.1),
 }
-# The presets whose topology changes during training, and those that prune gradually to the target.
-PRUNE_AND_REGROW = ("set", "rigl", "mest", "granet")
+# The presets whose topology changes during training with the config's schedule, and those that prune
+# gradually to the target.
+PRUNE_AND_REGROW = ("set", "rigl", "mest", "granet", "dsn")
 GRADUAL = ("granet", "gmp")
 
 
