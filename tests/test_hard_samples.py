@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dstlib import experiments, sparse, stats
+from dstlib import experiments, sparse
 from dstlib.experiments import hard_samples as chapter
+from dstlib.experiments.claims import BOOK_EFFECT
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +55,37 @@ def test_dense_runs_come_first_and_a_full_data_ratio_is_one_setting(smoke):
 
 
 def test_methods_that_need_the_dense_run_require_it_before_any_work():
-    config = experiments.resolve("hard_samples", "smoke", methods=["lth", "set"])
     with pytest.raises(ValueError, match=r"methods=\['lth', 'set'\]: allowed a list with 'dense'"):
-        chapter.run(config)
+        experiments.resolve("hard_samples", "smoke", methods=["lth", "set"])
+
+
+def test_gmp_needs_a_pruning_window():
+    with pytest.raises(ValueError, match=r"prune_begin=0.8 with prune_end=0.8: allowed prune_begin < prune_end"):
+        experiments.resolve("hard_samples", "smoke", prune_begin=0.8)
+    with pytest.raises(ValueError, match=r"prune_begin=0.9 with prune_end=0.5: allowed"):
+        experiments.resolve("hard_samples", "smoke", methods=["dense", "set"], robust_methods=["dense", "gmp"],
+                            prune_begin=0.9, prune_end=0.5)
+    assert experiments.resolve("hard_samples", "smoke", methods=["dense", "set"], prune_begin=0.9).prune_begin == 0.9
+
+
+def test_lth_from_a_recorded_dense_run_equals_lth_in_the_same_grid(tmp_path):
+    """A dense run that was skipped (its record exists) gives LTH its weights from the record's extras."""
+    base = {"seeds": [0], "selections": ["random"], "corruption": "none", "adversarial": False, "progress": False}
+    together = experiments.run(chapter, experiments.resolve("hard_samples", "smoke", methods=["dense", "lth"],
+                                                            out_dir=str(tmp_path / "a"), **base))
+    experiments.run(chapter, experiments.resolve("hard_samples", "smoke", methods=["dense"],
+                                                 out_dir=str(tmp_path / "b"), **base))
+    later = experiments.run(chapter, experiments.resolve("hard_samples", "smoke", methods=["dense", "lth"],
+                                                         out_dir=str(tmp_path / "b"), **base))
+    lth = [[r for r in result.records if r["params"]["method"] == "lth"] for result in (together, later)]
+    assert len(lth[0]) == len(lth[1]) == 1 and lth[0][0]["metrics"] == lth[1][0]["metrics"]
+    assert lth[0][0]["history"] == lth[1][0]["history"]
 
 
 def _engine(method, config, density=0.1, **kwargs):
     model = chapter.build_model(config, torch.zeros(1, 1, 16, 16), 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    factory = chapter.method_engine(method, density, config, seed=0, **kwargs)
+    factory = chapter.engine_of(method, density, config, seed=0, **kwargs)
     return model, factory(model, optimizer, 100)  # 100 steps = config.epochs epochs
 
 
@@ -81,7 +104,7 @@ def test_each_method_gets_the_papers_engine_settings():
     x, y = torch.rand(16, 1, 16, 16), torch.arange(16) % 10
     model, snip = _engine("snip", config, snip_batch=(x, y))
     assert abs(snip.density - 0.1) < 1e-3 and snip.prune is None
-    assert chapter.method_engine("dense", 1.0, config, seed=0) is None
+    assert chapter.engine_of("dense", 1.0, config, seed=0) is None
 
 
 def test_lth_rewinds_to_the_dense_init_and_omp_keeps_the_trained_weights(smoke):
@@ -117,17 +140,22 @@ def _frame(gap_set=3.0, gap_uniform=-5.0, seeds=4):
 
 
 def test_claims_pair_by_seed_in_the_right_setting():
-    claims = {c.name: c for c in chapter.claims(_frame())}
-    assert set(claims) == {"SET - dense, EL2N-hard 30%, sparsity 0.9", "SNIP - dense, EL2N-hard 30%, sparsity 0.9",
-                           "ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9",
-                           "SET - dense, corrupted (accuracy), sparsity 0.9",
-                           "SET - dense, adversarial (robust accuracy), sparsity 0.9"}
-    erk = claims["ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9"]
-    assert np.subtract(erk.a, erk.b).tolist() == pytest.approx([5.0] * 4)
-    robust = claims["SET - dense, adversarial (robust accuracy), sparsity 0.9"]
-    assert np.subtract(robust.a, robust.b).tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0])
-    assert all(c.paper_effect == chapter.EFFECT_OF_INTEREST for c in claims.values())
-    sentence = stats.judge([erk])[0].sentence
+    frame = _frame()
+    judgement = experiments.judge(chapter, frame)
+    claims = {v.name: v for v in judgement.verdicts}
+    sides = {spec.name.format(**setting): spec.values(frame, setting)[:2]
+             for spec in chapter.CLAIMS for setting in spec.settings(frame)}
+    assert set(sides) == set(claims) == {"SET - dense, EL2N-hard 30%, sparsity 0.9",
+                                         "SNIP - dense, EL2N-hard 30%, sparsity 0.9",
+                                         "ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9",
+                                         "SET - dense, corrupted (accuracy), sparsity 0.9",
+                                         "SET - dense, adversarial (robust accuracy), sparsity 0.9"}
+    erk = sides["ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9"]
+    assert np.subtract(*erk).tolist() == pytest.approx([5.0] * 4)
+    robust = sides["SET - dense, adversarial (robust accuracy), sparsity 0.9"]
+    assert np.subtract(*robust).tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert all(c.paper_effect == BOOK_EFFECT for c in claims.values())
+    sentence = claims["ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9"].sentence
     assert "(the book's smallest effect of interest)" in sentence and "in the paper" not in sentence
 
 

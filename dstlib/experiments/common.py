@@ -147,8 +147,8 @@ def engine_factory(method: str, density: float | None, config: Config, seed: int
     :data:`dstlib.sparse.presets.METHODS`.
 
     From the config it takes the :data:`SPARSITY_KNOBS` it has (the update knobs for the prune-and-regrow
-    presets only), with ``update_end`` and ``prune_end`` given as fractions of training and turned into
-    steps here, and ``update_every_epochs`` turned into steps per epoch; then the method's book defaults
+    presets only), with ``update_end``, ``prune_begin`` and ``prune_end`` given as fractions of training and
+    turned into steps here, and ``update_every_epochs`` turned into steps per epoch; then the method's book defaults
     (:func:`method_options`), then ``options``, which win. ``masks`` gives fixed initial masks (from SNIP,
     OMP, LTH, ...), or a function of the freshly built model that makes them; ``layer_densities`` a
     per-layer density map in place of the distribution.
@@ -170,10 +170,13 @@ def engine_factory(method: str, density: float | None, config: Config, seed: int
     kwargs.update(options)
     fractions = {"update_end": config.get("update_end") if method in PRUNE_AND_REGROW else None,
                  "prune_end": config.get("prune_end") if method in GRADUAL else None}
+    begin = config.get("prune_begin") if method in GRADUAL else None  # GMP's start; 0 is a valid step
     every_epochs = config.get("update_every_epochs")
 
     def build(model: nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> sparse.SparseEngine:
         steps = {k: steps_of(f, total_steps) for k, f in fractions.items() if f is not None}
+        if begin is not None:
+            steps["prune_begin"] = round(begin * total_steps)
         if every_epochs is not None and "update_every" not in options:
             steps.update(update_every=None, update_every_epochs=every_epochs,
                          steps_per_epoch=total_steps // config.epochs)
