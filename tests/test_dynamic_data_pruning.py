@@ -45,7 +45,8 @@ def test_ratios_are_per_seed_against_full_data():
 
 
 def test_claims_pair_by_seed_and_the_match_is_an_equivalence():
-    superiority, matches = chapter.verdicts(_frame())
+    judgement = experiments.judge(chapter, _frame())
+    superiority, matches = judgement.verdicts, judgement.equivalences
     names = [v.name for v in superiority]
     assert names == ["easy-to-hard - random at 70%: WER reduction", "chunk - point dropping: WER reduction",
                      "chunk dropping - full data: log training-time speed-up"]
@@ -57,5 +58,12 @@ def test_claims_pair_by_seed_and_the_match_is_an_equivalence():
     assert match.family_size == 4 and match.margin == pytest.approx(0.1 * 100 * _frame().query(
         "criterion == 'full'")["wer"].mean())
     assert match.outcome == stats.REPRODUCED  # 0.2 points against a margin of about 3
-    _, far = chapter.verdicts(_frame(e2h_gap=8.0))
+    far = experiments.judge(chapter, _frame(e2h_gap=8.0)).equivalences
     assert far[0].outcome == stats.CONTRADICTED
+
+
+def test_points_are_every_seed_times_every_variant_and_the_frame_knob_says_frames():
+    config = experiments.resolve("dynamic_data_pruning", "smoke", seeds=[0, 1], drop_modes=["chunk"])
+    found = chapter.points(config)
+    assert len(found) == 2 * len(chapter.variants(config)) and found[0] == {"seed": 0, **chapter.FULL}
+    assert config.frame_drop_fraction == 0.3 and "drop_fraction" not in config  # frames, not weights

@@ -214,10 +214,28 @@ def test_the_grid_runs_the_dsff_ablation_then_the_depth_ablation():
 
 
 def test_a_volume_size_the_network_cannot_halve_fails_before_any_data_is_loaded(monkeypatch):
-    cfg = experiments.resolve("sparse_feature_fusion", "smoke", volume_size=20, levels=4)
-    monkeypatch.setattr(chapter, "load_data", lambda config: pytest.fail("data loaded"))
+    monkeypatch.setattr(chapter, "load", lambda config: pytest.fail("data loaded"))
     with pytest.raises(ValueError, match=r"volume_size=20: allowed a multiple of 2 \*\* \(levels - 1\) = 8"):
-        chapter.run(cfg)
+        experiments.run(chapter, experiments.resolve("sparse_feature_fusion", "smoke", volume_size=20, levels=4))
+
+
+def test_a_deepest_level_of_one_voxel_is_refused():
+    with pytest.raises(ValueError, match=r"volume_size=16: allowed at least 2 \* 2 \*\* \(levels - 1\) = 32"):
+        experiments.resolve("sparse_feature_fusion", "smoke", volume_size=16, levels=5)
+    assert experiments.resolve("sparse_feature_fusion", "smoke", volume_size=32, levels=5).levels == 5
+
+
+def test_an_even_number_of_shift_groups_is_refused():
+    with pytest.raises(ValueError, match="shift_groups=4: allowed an odd integer"):
+        experiments.resolve("sparse_feature_fusion", "smoke", shift_groups=4)
+
+
+def test_points_carry_the_fusion_density():
+    cfg = experiments.resolve("sparse_feature_fusion", "smoke")
+    assert chapter.points(cfg) == [{"seed": 0, "conv_mode": "shift", "density": 1.0},
+                                   {"seed": 0, "conv_mode": "shift", "density": 0.2},
+                                   {"seed": 0, "conv_mode": "2d", "density": 0.2},
+                                   {"seed": 0, "conv_mode": "3d", "density": 0.2}]
 
 
 def _frame(dice):
@@ -233,7 +251,8 @@ def _frame(dice):
 def test_verdicts_pair_by_seed_and_split_the_error_budget():
     frame = _frame({("shift", 0.0): 0.500, ("shift", 0.8): 0.505, ("2d", 0.8): 0.40, ("3d", 0.8): 0.60})
     frame["dice"] += np.random.default_rng(0).normal(0, 0.002, len(frame))  # a little spread over seeds
-    superiority, matches = chapter.verdicts(frame)
+    judgement = experiments.judge(chapter, frame)
+    superiority, matches = judgement.verdicts, judgement.equivalences
     assert [v.name for v in superiority] == ["depth shift - plain 2-D convolutions (S=0.8): Dice gain"]
     assert superiority[0].effect.estimate == pytest.approx(10.5, abs=0.5) and superiority[0].outcome == "reproduced"
     assert superiority[0].alpha == pytest.approx(0.05 / 3)  # one of three claims

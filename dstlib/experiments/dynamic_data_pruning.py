@@ -8,8 +8,8 @@ processed (utterances, feature frames):
 * ``(criterion, keep)``: each epoch keeps the fraction ``keep`` of the utterances chosen by ``criterion``
   (random, keep-easy, keep-hard, easy-to-hard) from their most recent training losses
   (:class:`dstlib.data.pruning.DynamicPruning`);
-* ``(drop_criterion, drop_keep, mode)``: the same, and inside every kept utterance ``drop_fraction`` of
-  the frames is removed, as single frames (``"point"``) or chunks (``"chunk"``)
+* ``(drop_criterion, drop_keep, mode)``: the same, and inside every kept utterance ``frame_drop_fraction``
+  of the frames is removed, as single frames (``"point"``) or chunks (``"chunk"``)
   (:class:`dstlib.data.pruning.TimeDropping`).
 
 Every variant trains for the same number of epochs, so pruning saves steps (and, with time dropping,
@@ -20,26 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from dstlib import data, metrics, models, stats
+from dstlib import data, metrics, models
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.pruning import CRITERIA, DROP_MODES, DynamicPruning, TimeDropping
 from dstlib.data.speech import CharTokenizer, pad_ctc_batch
-from dstlib.experiments.common import (
-    TRAINING_KNOBS,
-    ChapterResult,
-    Outcome,
-    by_seed,
-    fit_options,
-    main_process_first,
-    paired_values,
-    run_point,
-)
+from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
+from dstlib.experiments.common import TRAINING_KNOBS, Outcome, fit_options, main_process_first
 from dstlib.tasks import CTC
 from dstlib.train import evaluate, fit
 
@@ -47,11 +39,8 @@ FULL = {"criterion": "full", "keep": 1.0, "drop": "none"}
 # The paper reaches full-data WER keeping 70% of the utterances; "matches" is tested as equivalence
 # within this fraction of the full-data WER (the book's margin: the paper's own gap is 2.53 vs 2.58).
 EQUIVALENCE_MARGIN = 0.1
+PAPER_KEEP = 0.7  # the paper's keep ratio: the claims' keep ratio when the records hold no dropping run
 PAPER_SPEEDUP = 1.6  # "up to 1.6x" less training time with chunk dropping
-# The paper gives no size for "easy-to-hard beats random" or "chunk beats point": tested against one WER
-# point, the smallest gap the book calls a difference.
-EFFECT_OF_INTEREST = 1.0
-EFFECT_REFERENCE = "the book's smallest effect of interest"
 
 KNOBS = {
     "dataset": Knob("training data: synthesised spoken digit sequences (offline) or LibriSpeech (download)", str,
@@ -60,32 +49,28 @@ KNOBS = {
     "max_words": Knob("longest synthesised word sequence", int, low=1),
     "noise": Knob("background noise added to the synthesised audio (noise-to-signal RMS ratio)", float, low=0.0),
     "librispeech_train": Knob("LibriSpeech training subset (paper profile)", str,
-                              choices=("train-clean-100", "train-clean-360", "train-other-500")),
+                              choices=("train-clean-100", "train-clean-360", "train-other-500"),
+                              default="train-clean-100"),
     "d_model": Knob("width of the Conformer encoder", int, low=8),
     "num_layers": Knob("Conformer blocks", int, low=1),
-    "criteria": Knob("instance-wise criteria to compare", str, choices=CRITERIA, is_list=True),
+    "criteria": Knob("instance-wise criteria to compare", str, choices=CRITERIA, is_list=True, axis=True,
+                     default=list(CRITERIA)),
     "keep_ratios": Knob("fractions of the utterances kept every epoch", float, low=0.0, high=1.0, low_open=True,
-                        high_open=True, is_list=True),
+                        high_open=True, is_list=True, axis=True),
     "drop_modes": Knob("time-wise dropping inside kept utterances to compare", str, choices=DROP_MODES,
-                       is_list=True),
-    "drop_criterion": Knob("instance criterion of the time-dropping runs", str, choices=CRITERIA),
-    "drop_keep": Knob("instance keep ratio of the time-dropping runs", float, low=0.0, high=1.0, low_open=True),
-    "drop_fraction": Knob("fraction of each kept utterance's frames dropped", float, low=0.0, high=1.0,
-                          low_open=True, high_open=True),
-    "chunk_frames": Knob("frames per dropped chunk (10 ms each)", int, low=1),
+                       is_list=True, axis=True, default=list(DROP_MODES)),
+    "drop_criterion": Knob("instance criterion of the time-dropping runs", str, choices=CRITERIA,
+                           default="easy_to_hard"),
+    "drop_keep": Knob("instance keep ratio of the time-dropping runs", float, low=0.0, high=1.0, low_open=True,
+                      default=PAPER_KEEP),
+    "frame_drop_fraction": Knob("fraction of each kept utterance's frames dropped (point or chunk dropping)",
+                                float, low=0.0, high=1.0, low_open=True, high_open=True, default=0.3),
+    "chunk_frames": Knob("frames per dropped chunk (10 ms each)", int, low=1, default=10),
     **TRAINING_KNOBS,
-    "optimizer": Knob("optimizer", str, choices=("sgd", "adamw")),
+    "optimizer": Knob("optimizer", str, choices=("sgd", "adamw"), default="adamw"),
     "warmup_epochs": Knob("linear LR warm-up, in epochs", float, low=0.0),
-    "download": Knob("allow downloading real datasets", bool),
+    "download": Knob("allow downloading real datasets", bool, default=False),
 }
-
-_COMMON = {"device": "auto", "out_dir": None, "progress": False, "criteria": list(CRITERIA),
-           "drop_modes": list(DROP_MODES), "drop_criterion": "easy_to_hard", "drop_keep": 0.7,
-           "drop_fraction": 0.3, "chunk_frames": 10, "optimizer": "adamw", "lr_schedule": "cosine",
-           "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1, "librispeech_train": "train-clean-100"}
-# Chosen by a pilot (see the chapter): one or two spoken digits under noise 0.4, AdamW 4e-3.
-_SYNTHETIC = {**_COMMON, "dataset": "spoken_sentences", "download": False, "max_words": 2, "noise": 0.4,
-              "d_model": 96, "num_layers": 2, "lr": 4e-3, "weight_decay": 1e-2, "warmup_epochs": 1.0}
 
 SPEC = ChapterSpec(
     name="dynamic_data_pruning",
@@ -93,14 +78,16 @@ SPEC = ChapterSpec(
     notebook="book/04_dynamic_data_pruning.ipynb",
     paper="xiao2024ddpasr",
     knobs=KNOBS,
+    # Chosen by a pilot (see the chapter): one or two spoken digits under noise 0.4, AdamW 4e-3, 800
+    # utterances, the four criteria at keep ratio 0.7 and both dropping modes, 4 seeds.
+    defaults={"dataset": "spoken_sentences", "num_utterances": 800, "max_words": 2, "noise": 0.4, "d_model": 96,
+              "num_layers": 2, "keep_ratios": [0.7], "lr": 4e-3, "weight_decay": 1e-2, "warmup_epochs": 1.0},
     profiles={
-        "smoke": {**_SYNTHETIC, "num_utterances": 60, "keep_ratios": [0.7], "seeds": [0], "epochs": 2,
-                  "batch_size": 16, "d_model": 32},
-        "tutorial": {**_SYNTHETIC, "num_utterances": 800, "keep_ratios": [0.7], "seeds": [0, 1, 2, 3], "epochs": 8,
-                     "batch_size": 32},
+        "smoke": {"num_utterances": 60, "seeds": [0], "epochs": 2, "batch_size": 16, "d_model": 32},
+        "tutorial": {"seeds": [0, 1, 2, 3], "epochs": 8, "batch_size": 32},
         # LibriSpeech train-clean-100 with a larger Conformer; the paper's own recipe (a ~243M-parameter
         # Conformer on 960 h) is not published in detail.
-        "paper": {**_COMMON, "dataset": "librispeech", "download": True, "num_utterances": 1000, "max_words": 3,
+        "paper": {"dataset": "librispeech", "download": True, "num_utterances": 1000, "max_words": 3,
                   "noise": 0.0, "d_model": 256, "num_layers": 12, "keep_ratios": [0.5, 0.7, 0.9],
                   "seeds": [0, 1, 2], "epochs": 100, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-3,
                   "warmup_epochs": 5.0},
@@ -108,7 +95,34 @@ SPEC = ChapterSpec(
 )
 
 
-def load_data(config: Config):
+def dropping_keep(frame: pd.DataFrame) -> list[float]:
+    """The keep ratio of the time-dropping runs (the largest), where the claims compare variants;
+    :data:`PAPER_KEEP` when the records hold no dropping run."""
+    dropped = frame[frame["drop"] != "none"] if "drop" in frame else frame.iloc[0:0]
+    return levels("keep")(dropped)[-1:] or [PAPER_KEEP]
+
+
+# The paper's claims, paired by seed (WER in points, lower is better): easy-to-hard matches full data at
+# the dropping runs' keep ratio (an equivalence within EQUIVALENCE_MARGIN of the full-data WER); it beats
+# random there, and chunk dropping beats point dropping (the paper gives no size: the book's smallest
+# effect); chunk dropping trains faster than full data by the paper's 1.6x (log wall-time ratio).
+_PLAIN = {"keep": AT, "drop": "none"}
+CLAIMS = [
+    ClaimSpec("easy-to-hard - random at {keep:.0%}: WER reduction", "wer", a={"criterion": "easy_to_hard", **_PLAIN},
+              b={"criterion": "random", **_PLAIN}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE,
+              over={"keep": dropping_keep}, lower_is_better=True),
+    ClaimSpec("chunk - point dropping: WER reduction", "wer", a={"drop": "chunk"}, b={"drop": "point"},
+              effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE, lower_is_better=True),
+    ClaimSpec("chunk dropping - full data: log training-time speed-up", "train_time_s", a={"drop": "chunk"},
+              b={"criterion": "full"}, effect=math.log(PAPER_SPEEDUP), units="", scale=1.0, transform="log",
+              lower_is_better=True),
+    ClaimSpec("easy-to-hard {keep:.0%} vs full data: WER", "wer", a={"criterion": "easy_to_hard", **_PLAIN},
+              b={"criterion": "full"}, effect=EQUIVALENCE_MARGIN, kind="equivalence", over={"keep": dropping_keep},
+              relative_margin=True),
+]
+
+
+def load(config: Config):
     """``(train, test, collate)``: tensors for the synthesised corpus (collate ``None``), map-style
     datasets with :func:`~dstlib.data.speech.pad_ctc_batch` for LibriSpeech."""
     with main_process_first():
@@ -131,40 +145,34 @@ def variants(config: Config) -> list[dict[str, Any]]:
     return found
 
 
+def points(config: Config) -> list[dict[str, Any]]:
+    """Every (seed, variant)."""
+    return [{"seed": seed, **variant} for seed in config.seeds for variant in variants(config)]
+
+
 def _frames(task, outputs, batch) -> torch.Tensor:
     return batch["lengths"].float()
 
 
-def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test, collate) -> Outcome:
+def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
     """Train and evaluate one (seed, criterion, keep, drop)."""
+    train, test, collate = data
     tokenizer = CharTokenizer()
     model_options = {"num_classes": len(tokenizer), "n_mels": 40, "d_model": config.d_model,
                      "num_layers": config.num_layers}
     task = CTC(output_lengths=models.build("asr_encoder", **model_options).output_lengths, decode=tokenizer.decode)
-    criterion = params["criterion"]
+    criterion, drop = point["criterion"], point["drop"]
     fitted = fit(lambda: models.build("asr_encoder", **model_options), train, task=task, collate=collate,
-                 sampler=None if criterion == "full" else DynamicPruning(params["keep"], criterion, config.epochs),
-                 perturb=None if params["drop"] == "none" else TimeDropping(config.drop_fraction, params["drop"],
-                                                                            config.chunk_frames),
-                 record={"frames": _frames}, seed=params["seed"], checkpoint=checkpoint, resume=True,
+                 sampler=None if criterion == "full" else DynamicPruning(point["keep"], criterion, config.epochs),
+                 perturb=None if drop == "none" else TimeDropping(config.frame_drop_fraction, drop,
+                                                                  config.chunk_frames),
+                 record={"frames": _frames}, seed=point["seed"], checkpoint=checkpoint, resume=True,
                  optimizer=config.optimizer, warmup_epochs=config.warmup_epochs, **fit_options(config))
     scores = evaluate(fitted.model, test, task=task, collate=collate,
                       metrics={"wer": metrics.ErrorRate("word"), "cer": metrics.ErrorRate("char")})
     frames = fitted.per_sample["frames"]
     return Outcome({"wer": scores["wer"], "cer": scores["cer"], "train_time_s": fitted.wall_time_s,
                     "utterances": fitted.samples_seen, "frames": float(frames.nansum())}, fitted.history)
-
-
-def run(config: Config) -> ChapterResult:
-    """Train every (seed, variant) of ``config``; return the records."""
-    train, test, collate = load_data(config)
-    result = ChapterResult(config)
-    for seed in config.seeds:
-        for variant in variants(config):
-            record, _ = run_point(config, {"seed": seed, **variant}, lambda params, checkpoint: train_one(
-                params, checkpoint, config, train, test, collate))
-            result.records.append(record)
-    return result
 
 
 # ----------------------------------------------------------------------------------------- analysis
@@ -187,38 +195,3 @@ def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("train_time_s", "utterances", "frames"):
         out[f"{column}_ratio"] = out[column] / out["seed"].map(full[column])
     return out
-
-
-def verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> tuple[list[stats.Verdict], list[stats.Equivalence]]:
-    """The paper's claims on this run's records, paired by seed:
-
-    * equivalence: easy-to-hard at the drop keep ratio (0.7) matches full-data WER within
-      :data:`EQUIVALENCE_MARGIN` of the full-data WER;
-    * easy-to-hard beats random at that keep ratio (WER), and chunk dropping beats point dropping;
-    * chunk dropping trains faster than full data, by the paper's 1.6x (log wall-time ratio).
-
-    The superiority claims are one Holm family; the equivalence is tested at ``alpha`` divided by the
-    size of the whole family (Bonferroni), so the chapter's claims share one error budget.
-    """
-    keep = frame.loc[frame["drop"] != "none", "keep"].max() if (frame["drop"] != "none").any() else 0.7
-    plain = {"keep": keep, "drop": "none"}
-    superiority = []
-    for better, worse, name in (({"criterion": "easy_to_hard", **plain}, {"criterion": "random", **plain},
-                                 f"easy-to-hard - random at {keep:.0%}: WER reduction"),
-                                ({"drop": "chunk"}, {"drop": "point"}, "chunk - point dropping: WER reduction")):
-        worse_wer, better_wer = paired_values(frame, "wer", worse, better)
-        if len(better_wer):
-            superiority.append(stats.Claim(name, worse_wer, better_wer, EFFECT_OF_INTEREST, paired=True,
-                                           units="points", reference=EFFECT_REFERENCE))
-    full_time, chunk_time = paired_values(frame, "train_time_s", {"criterion": "full"}, {"drop": "chunk"}, scale=1)
-    if len(full_time):
-        superiority.append(stats.Claim("chunk dropping - full data: log training-time speed-up", np.log(full_time),
-                                       np.log(chunk_time), math.log(PAPER_SPEEDUP), paired=True))
-    judged = stats.judge(superiority, alpha=alpha) if superiority else []
-    pruned, full = paired_values(frame, "wer", {"criterion": "easy_to_hard", **plain}, {"criterion": "full"})
-    matches = []
-    if len(pruned):
-        margin = EQUIVALENCE_MARGIN * float(by_seed(frame, "wer", criterion="full").mean())
-        matches.append(stats.equivalence(f"easy-to-hard {keep:.0%} vs full data: WER", pruned, full, margin,
-                                         paired=True, alpha=alpha, family_size=len(superiority) + 1, units="points"))
-    return judged, matches

@@ -11,6 +11,7 @@ normalised surface Dice (NSD), parameters and inference FLOPs. A run is one *var
 
 The grid: the depth-shift network at every ``fusion_sparsities`` value (the DSFF ablation), and every
 ``conv_modes`` value at ``ablation_sparsity`` (the depth ablation, as the paper runs it: with DSFF on).
+A grid point carries the fusion density ``1 - S``; its record holds both density and sparsity.
 Training follows nnU-Net's loss (Dice + cross-entropy with deep supervision, weights ``1/2^i``, the
 lowest resolution weighted 0) and gradient clipping at 12; each record also keeps, for the sparse runs,
 which fusion *flows* (forward, upward, downward) stay active at each level.
@@ -18,25 +19,18 @@ which fusion *flows* (forward, upward, downward) stay active at each level.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from dstlib import checks, data, metrics, models, sparse, stats
+from dstlib import checks, data, metrics, models, sparse
 from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.experiments.common import (
-    TRAINING_KNOBS,
-    ChapterResult,
-    Outcome,
-    fit_options,
-    main_process_first,
-    paired_values,
-    run_point,
-)
+from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, largest
+from dstlib.experiments.common import TRAINING_KNOBS, Outcome, engine_factory, fit_options, main_process_first
 from dstlib.models.conv3d import CONV_MODES
 from dstlib.tasks import DeepSupervision, Segmentation
 from dstlib.train import evaluate, fit
@@ -45,49 +39,57 @@ CLIP_GRAD_NORM = 12.0  # nnU-Net's gradient-norm clip
 FLOWS = ("forward", "upward", "downward")
 # The paper reports equal mDice with and without DSFF (90.2 both) and with 3x3x3 convolutions in place of
 # the depth shift (90.1 vs 90.3): "matches" is tested as equivalence within this many Dice points, the
-# book's margin. "The shift beats plain 2-D convolutions" has no published size: tested against one point.
+# book's margin. "The shift beats plain 2-D convolutions" has no published size: tested against the book's
+# smallest effect of interest.
 EQUIVALENCE_MARGIN = 2.0
-EFFECT_OF_INTEREST = 1.0
-EFFECT_REFERENCE = "the book's smallest effect of interest"
 DATASETS = ("synthetic_volumes", "msd_task09_spleen", "amos22_ct", "btcv", "msd_task01_brats")
 
 KNOBS = {
     "dataset": Knob("volumes: synthetic spheres in noise (offline) or a real CT/MRI set (download or by hand)", str,
                     choices=DATASETS),
     "volume_size": Knob("every volume resized (real sets) or generated (synthetic) at size^3 voxels", int, low=16),
-    "train_volumes": Knob("synthetic training volumes", int, low=1),
-    "test_volumes": Knob("synthetic test volumes", int, low=1),
-    "num_classes": Knob("synthetic classes, background included", int, low=2, high=16),
+    "train_volumes": Knob("synthetic training volumes", int, low=1, default=16),
+    "test_volumes": Knob("synthetic test volumes", int, low=1, default=8),
+    "num_classes": Knob("synthetic classes, background included", int, low=2, high=16, default=2),
     "noise": Knob("std of the Gaussian noise on the synthetic class intensities (0, 1/(C-1), ..., 1)", float,
-                  low=0.0),
+                  low=0.0, default=1.0),
     "base_channels": Knob("channels of the first level, doubled per level", int, low=1),
-    "max_channels": Knob("channel cap (E2ENet: 320)", int, low=1),
+    "max_channels": Knob("channel cap (E2ENet: 320)", int, low=1, default=320),
     "levels": Knob("encoder levels (E2ENet: 6)", int, low=2),
-    "shift_groups": Knob("depth-shift groups (paper 3, released code 5)", int, low=1),
+    "shift_groups": Knob("depth-shift groups (paper 3, released code 5)", int, low=1, default=3),
     "fusion_sparsities": Knob("feature sparsities of the fusion decoder with the depth shift (0 = dense fusion)",
-                              float, low=0.0, high=1.0, high_open=True, is_list=True),
-    "conv_modes": Knob("depth handling compared at ablation_sparsity", str, choices=CONV_MODES, is_list=True),
+                              float, low=0.0, high=1.0, high_open=True, is_list=True, axis=True),
+    "conv_modes": Knob("depth handling compared at ablation_sparsity", str, choices=CONV_MODES, is_list=True,
+                       axis=True, default=["2d", "3d"]),
     "ablation_sparsity": Knob("feature sparsity of the depth ablation runs", float, low=0.0, high=1.0,
-                              high_open=True),
+                              high_open=True, default=0.8),
     "update_every_epochs": Knob("epochs between DSFF topology updates (the paper's 1200 iterations)", float,
                                 low=0.0, low_open=True),
     "drop_fraction": Knob("DSFF's initial fraction of kernels dropped and regrown per update", float, low=0.0,
-                          high=1.0, low_open=True),
-    "surface_tolerance": Knob("NSD tolerance in voxels", float, low=0.0),
+                          high=1.0, low_open=True, default=0.5),
+    "surface_tolerance": Knob("NSD tolerance in voxels", float, low=0.0, default=1.0),
     **TRAINING_KNOBS,
     "optimizer": Knob("optimizer", str, choices=("sgd", "adamw")),
     "momentum": Knob("SGD momentum (nnU-Net: 0.99, Nesterov)", float, low=0.0, high=1.0, high_open=True),
-    "download": Knob("allow downloading real datasets", bool),
+    "download": Knob("allow downloading real datasets", bool, default=False),
 }
 
-_COMMON = {"device": "auto", "out_dir": None, "progress": False, "shift_groups": 3, "max_channels": 320,
-           "drop_fraction": 0.5, "surface_tolerance": 1.0, "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1,
-           "train_volumes": 16, "test_volumes": 8, "num_classes": 2, "noise": 1.0, "download": False}
-# Chosen by a pilot (see the chapter): 2 classes under noise 1.0 at 24^3, AdamW 3e-3.
-_SYNTHETIC = {**_COMMON, "dataset": "synthetic_volumes", "volume_size": 24, "base_channels": 8, "levels": 4,
-              "fusion_sparsities": [0.0, 0.5, 0.8], "conv_modes": ["2d", "3d"], "ablation_sparsity": 0.8,
-              "update_every_epochs": 4.0, "optimizer": "adamw", "lr": 3e-3, "momentum": 0.9, "weight_decay": 1e-4,
-              "lr_schedule": "cosine", "batch_size": 2}
+
+def check_volume_halves(config: Config) -> None:
+    """Every encoder level halves the volume: its side must be a multiple of ``2 ** (levels - 1)``, and the
+    deepest level must keep more than one voxel (instance norm cannot normalise a single one)."""
+    factor = 2 ** (config.levels - 1)
+    checks.require(config.volume_size % factor == 0, "volume_size", config.volume_size,
+                   f"a multiple of 2 ** (levels - 1) = {factor} (levels={config.levels})")
+    checks.require(config.volume_size >= 2 * factor, "volume_size", config.volume_size,
+                   f"at least 2 * 2 ** (levels - 1) = {2 * factor} (levels={config.levels}: the deepest level "
+                   "needs more than one voxel for its instance norm)")
+
+
+def check_shift_groups(config: Config) -> None:
+    """The depth shift moves groups by ``g - G // 2`` slices: symmetric only for an odd group count."""
+    checks.require(checks.is_odd_int(config.shift_groups), "shift_groups", config.shift_groups, "an odd integer")
+
 
 SPEC = ChapterSpec(
     name="sparse_feature_fusion",
@@ -95,22 +97,44 @@ SPEC = ChapterSpec(
     notebook="book/05_sparse_feature_fusion.ipynb",
     paper="wu2024e2enet",
     knobs=KNOBS,
+    checks=(check_volume_halves, check_shift_groups),
+    # Chosen by a pilot (see the chapter): 2 classes under noise 1.0 at 24^3, AdamW 3e-3, DSFF every 4 epochs.
+    defaults={"dataset": "synthetic_volumes", "volume_size": 24, "base_channels": 8, "levels": 4,
+              "fusion_sparsities": [0.0, 0.5, 0.8], "update_every_epochs": 4.0, "optimizer": "adamw", "lr": 3e-3,
+              "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 2},
     profiles={
-        "smoke": {**_SYNTHETIC, "volume_size": 16, "train_volumes": 4, "test_volumes": 2, "base_channels": 4,
-                  "levels": 3, "fusion_sparsities": [0.0, 0.8], "seeds": [0], "epochs": 2, "update_every_epochs": 1.0},
-        "tutorial": {**_SYNTHETIC, "seeds": [0, 1, 2, 3], "epochs": 30},
+        "smoke": {"volume_size": 16, "train_volumes": 4, "test_volumes": 2, "base_channels": 4, "levels": 3,
+                  "fusion_sparsities": [0.0, 0.8], "seeds": [0], "epochs": 2, "update_every_epochs": 1.0},
+        "tutorial": {"seeds": [0, 1, 2, 3], "epochs": 30},
         # AMOS-CT with the released code's settings (nnU-Net v1 recipe: SGD 0.01, momentum 0.99, poly decay,
         # 1000 epochs of 250 iterations, DSFF every 1200 iterations = 4.8 epochs). Whole volumes resized to
         # 128^3 instead of nnU-Net's patches and resampling; see the chapter.
-        "paper": {**_COMMON, "dataset": "amos22_ct", "download": False, "volume_size": 128, "base_channels": 48,
-                  "levels": 6, "fusion_sparsities": [0.0, 0.8], "conv_modes": ["2d", "3d"], "ablation_sparsity": 0.8,
-                  "update_every_epochs": 4.8, "optimizer": "sgd", "lr": 0.01, "momentum": 0.99,
-                  "weight_decay": 3e-5, "lr_schedule": "poly", "batch_size": 2, "epochs": 1000, "seeds": [0, 1, 2]},
+        "paper": {"dataset": "amos22_ct", "volume_size": 128, "base_channels": 48, "levels": 6,
+                  "fusion_sparsities": [0.0, 0.8], "update_every_epochs": 4.8, "optimizer": "sgd", "lr": 0.01,
+                  "momentum": 0.99, "weight_decay": 3e-5, "lr_schedule": "poly", "epochs": 1000, "seeds": [0, 1, 2]},
     },
 )
 
+# The paper's ablations, paired by seed (Dice in points) at the largest feature sparsity of the records:
+# DSFF matches dense fusion (both with the depth shift) and the depth shift matches full 3x3x3 convolutions
+# (both with DSFF), equivalences within EQUIVALENCE_MARGIN; the shift beats plain (1, 3, 3) convolutions
+# (no published size: the book's smallest effect of interest).
+_SHIFT_SPARSE = {"conv_mode": "shift", "sparsity": AT}
+_AT_LARGEST = {"sparsity": largest("sparsity")}
+CLAIMS = [
+    ClaimSpec("depth shift - plain 2-D convolutions (S={sparsity:g}): Dice gain", "dice", a=_SHIFT_SPARSE,
+              b={"conv_mode": "2d", "sparsity": AT}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE,
+              over=_AT_LARGEST),
+    ClaimSpec("DSFF S={sparsity:g} vs dense fusion: Dice", "dice", a=_SHIFT_SPARSE,
+              b={"conv_mode": "shift", "sparsity": 0.0}, effect=EQUIVALENCE_MARGIN, kind="equivalence",
+              over=_AT_LARGEST),
+    ClaimSpec("depth shift vs 3x3x3 convolutions (S={sparsity:g}): Dice", "dice", a=_SHIFT_SPARSE,
+              b={"conv_mode": "3d", "sparsity": AT}, effect=EQUIVALENCE_MARGIN, kind="equivalence",
+              over=_AT_LARGEST),
+]
 
-def load_data(config: Config) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+
+def load(config: Config) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """``(train, test)`` tensors ``(x: (N, C, S, S, S), y: (N, S, S, S))`` of the config's dataset."""
     with main_process_first():
         if config.dataset == "synthetic_volumes":
@@ -185,21 +209,24 @@ def efficiency(model: torch.nn.Module, engine: Any, example: torch.Tensor) -> di
             "dense_gflops": report.dense_forward / 1e9}
 
 
-def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test) -> Outcome:
-    """Train and evaluate one (seed, conv mode, fusion sparsity)."""
-    sparsity, seed = params["sparsity"], params["seed"]
-    steps_per_epoch = math.ceil(len(train[0]) / config.batch_size)
+def points(config: Config) -> list[dict[str, Any]]:
+    """Every (seed, variant), the variant's fusion sparsity as a density ``1 - S``."""
+    return [{"seed": seed, "conv_mode": variant["conv_mode"], "density": round(1.0 - variant["sparsity"], 6)}
+            for seed in config.seeds for variant in variants(config)]
 
-    def dsff(model, optimizer, total_steps):
-        return sparse.DSFF(model, optimizer, density=1.0 - sparsity, total_steps=total_steps,
-                           update_every_epochs=config.update_every_epochs, steps_per_epoch=steps_per_epoch,
-                           drop_fraction=config.drop_fraction, seed=seed)
 
+def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
+    """Train and evaluate one (seed, conv mode, fusion density); DSFF (:class:`dstlib.sparse.DSFF`, uniform
+    over the fusion layers) below density 1, dense fusion at 1."""
+    train, test = data
+    density, seed = point["density"], point["seed"]
+    method = "dsff" if density < 1.0 else "dense"
     task = DeepSupervision(Segmentation(), deep_supervision_weights(config.levels - 1))
-    fitted = fit(lambda: build_model(config, params["conv_mode"], train[0].shape[1]), train, task=task,
-                 sparsity=dsff if sparsity > 0 else None, seed=seed, checkpoint=checkpoint, resume=True,
-                 optimizer=config.optimizer, momentum=config.momentum, clip_grad_norm=CLIP_GRAD_NORM,
-                 **fit_options(config))
+    fitted = fit(lambda: build_model(config, point["conv_mode"], train[0].shape[1]), train, task=task,
+                 sparsity=engine_factory(method, density, config, seed, distribution="uniform",
+                                         drop_fraction=config.drop_fraction),
+                 seed=seed, checkpoint=checkpoint, resume=True, optimizer=config.optimizer, momentum=config.momentum,
+                 clip_grad_norm=CLIP_GRAD_NORM, **fit_options(config))
     scores = evaluate(fitted.model, test, task=Segmentation(), batch_size=config.batch_size,
                       metrics={"dice": metrics.Dice(), "nsd": metrics.SurfaceDice(config.surface_tolerance)})
     record = {"dice": scores["dice"], "nsd": scores["nsd"], "train_time_s": fitted.wall_time_s,
@@ -207,27 +234,6 @@ def train_one(params: Mapping[str, Any], checkpoint, config: Config, train, test
     if fitted.engine is not None:
         record.update(flow_densities(fitted.model, fitted.engine.masks))
     return Outcome(record, fitted.history)
-
-
-def check_config(config: Config) -> None:
-    """Errors the knobs cannot catch alone, raised before any data is loaded."""
-    factor = 2 ** (config.levels - 1)
-    checks.require(config.volume_size % factor == 0, "volume_size", config.volume_size,
-                   f"a multiple of 2 ** (levels - 1) = {factor} (levels={config.levels})")
-    checks.require(checks.is_odd_int(config.shift_groups), "shift_groups", config.shift_groups, "an odd integer")
-
-
-def run(config: Config) -> ChapterResult:
-    """Train every (seed, variant) of ``config``; return the records."""
-    check_config(config)
-    train, test = load_data(config)
-    result = ChapterResult(config)
-    for seed in config.seeds:
-        for variant in variants(config):
-            record, _ = run_point(config, {"seed": seed, **variant},
-                                   lambda params, checkpoint: train_one(params, checkpoint, config, train, test))
-            result.records.append(record)
-    return result
 
 
 # ----------------------------------------------------------------------------------------- analysis
@@ -281,35 +287,3 @@ def flow_table(frame: pd.DataFrame, sparsity: float) -> pd.DataFrame:
     long["level"] = long["level"].astype(int)
     table = long.pivot(index="level", columns="flow", values="density")
     return table[[flow for flow in FLOWS if flow in table.columns]]
-
-
-def verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> tuple[list[stats.Verdict], list[stats.Equivalence]]:
-    """The paper's claims on this run's records, paired by seed (Dice in points):
-
-    * equivalence: DSFF at the ablation sparsity matches dense fusion (both with the depth shift);
-    * equivalence: the depth shift matches full 3x3x3 convolutions (both with DSFF);
-    * superiority: the depth shift beats plain ``(1, 3, 3)`` convolutions by :data:`EFFECT_OF_INTEREST`.
-
-    The error budget ``alpha`` is split over the claims (Bonferroni): each equivalence is tested at
-    ``alpha / claims`` and the superiority claims share the rest under Holm's correction.
-    """
-    sparse_runs = frame.loc[frame["sparsity"] > 0, "sparsity"]
-    s = float(sparse_runs.max()) if len(sparse_runs) else 0.0
-    shift_sparse = {"conv_mode": "shift", "sparsity": s}
-    pairs = {
-        "equivalence": [(f"DSFF S={s:g} vs dense fusion: Dice", shift_sparse, {"conv_mode": "shift", "sparsity": 0.0}),
-                        (f"depth shift vs 3x3x3 convolutions (S={s:g}): Dice", shift_sparse,
-                         {"conv_mode": "3d", "sparsity": s})],
-        "superiority": [(f"depth shift - plain 2-D convolutions (S={s:g}): Dice gain", shift_sparse,
-                         {"conv_mode": "2d", "sparsity": s})],
-    }
-    found = {kind: [(name, *paired_values(frame, "dice", a, b)) for name, a, b in claims]
-             for kind, claims in pairs.items()}
-    found = {kind: [claim for claim in claims if len(claim[1])] for kind, claims in found.items()}
-    family = sum(len(claims) for claims in found.values())
-    superiority = [stats.Claim(name, a, b, EFFECT_OF_INTEREST, paired=True, units="points",
-                               reference=EFFECT_REFERENCE) for name, a, b in found["superiority"]]
-    judged = stats.judge(superiority, alpha=alpha * len(superiority) / family) if superiority else []
-    matches = [stats.equivalence(name, a, b, EQUIVALENCE_MARGIN, paired=True, alpha=alpha, family_size=family,
-                                 units="points") for name, a, b in found["equivalence"]]
-    return judged, matches
