@@ -34,11 +34,14 @@ test: $(STAMP)
 	rm -rf $$records; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: ruff, pytest and nbmake passed"
 
-# Before the build: every chapter carries its install cell (tools/install_cell.py). After it: the
+# Before the build: every chapter carries its install cell (tools/install_cell.py), and the jupyter-cache
+# is dropped when dstlib/ or requirements.txt changed since it was filled (tools/cache_key.py), so a
+# library edit re-executes every chapter (the cache itself keys on the notebooks' code only). After it: the
 # chapter timings, and a check that every page loads only files of the book (MathJax included) and
 # links to no placeholder repository or dead launch button (tools/check_offline_html.py).
 book: $(STAMP)
 	$(BIN)/python tools/install_cell.py --check
+	$(BIN)/python tools/cache_key.py
 	$(BIN)/jupyter-book build . -W --keep-going
 	$(BIN)/python tools/exec_times.py
 	$(BIN)/python tools/check_offline_html.py _build/html
