@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: no traceback, 128 + SIGINT as a shell reports it
-        if int(os.environ.get("RANK", 0)) == 0:
+        if args.command == "list":
+            print("interrupted", file=sys.stderr)
+        elif int(os.environ.get("RANK", 0)) == 0:
             print(interrupted(args.chapter, args.out), file=sys.stderr)
         return 130
 
