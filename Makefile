@@ -24,18 +24,24 @@ $(STAMP): requirements.txt pyproject.toml tools/ipython_kernel_config.py
 	touch $@
 
 # The tests write their run records to a temporary folder (DSTLIB_RESULTS), never to the user's results/.
+# All three steps (ruff, pytest, nbmake) always run, whichever fails; the last line names the failed ones
+# and the target fails if any did.
 test: $(STAMP)
-	$(BIN)/ruff check .
-	records=$$(mktemp -d) && export DSTLIB_RESULTS=$$records && \
-	$(TEST_ENV) $(BIN)/pytest -n 2 --dist loadgroup tests && \
-	$(BIN)/pytest --nbmake --nbmake-timeout=600 book; \
-	status=$$?; rm -rf $$records; exit $$status
+	@records=$$(mktemp -d) || exit 1; export DSTLIB_RESULTS=$$records; failed=""; \
+	{ $(BIN)/ruff check . || failed="$$failed ruff"; } && \
+	{ $(TEST_ENV) $(BIN)/pytest -n 2 --dist loadgroup tests || failed="$$failed pytest"; } && \
+	{ $(BIN)/pytest --nbmake --nbmake-timeout=600 book || failed="$$failed nbmake"; }; \
+	rm -rf $$records; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: ruff, pytest and nbmake passed"
 
-# Before the build: every chapter carries its install cell (tools/install_cell.py). After it: the
+# Before the build: every chapter carries its install cell (tools/install_cell.py), and the jupyter-cache
+# is dropped when dstlib/ or requirements.txt changed since it was filled (tools/cache_key.py), so a
+# library edit re-executes every chapter (the cache itself keys on the notebooks' code only). After it: the
 # chapter timings, and a check that every page loads only files of the book (MathJax included) and
 # links to no placeholder repository or dead launch button (tools/check_offline_html.py).
 book: $(STAMP)
 	$(BIN)/python tools/install_cell.py --check
+	$(BIN)/python tools/cache_key.py
 	$(BIN)/jupyter-book build . -W --keep-going
 	$(BIN)/python tools/exec_times.py
 	$(BIN)/python tools/check_offline_html.py _build/html

@@ -8,7 +8,10 @@
 ``run`` writes one JSON record per training run under ``--out`` (default ``results/``) and prints the
 summary table. ``sweep`` executes the chapter notebook with papermill once per grid point (a list knob
 such as ``seeds`` takes one element per point), skips points whose executed notebook already exists,
-and gathers every record into ``<out>/<chapter>/sweep/table.csv``.
+and gathers every record into ``<out>/<chapter>/sweep/table.csv``. A point whose notebook raises is
+reported in one line (the notebook's error), its notebook is removed and the sweep goes on with the
+other points; the command then exits 1. Ctrl-C prints what is kept and exits 130; the same command
+resumes.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], o
     folder = root / chapter / "sweep"
     folder.mkdir(parents=True, exist_ok=True)
     notebook = results.REPO_ROOT / spec.notebook
+    failed: list[dict[str, Any]] = []
     for point in points:
         tag = f"{profile}_{point_name(point)}"
         target = folder / f"{tag}.ipynb"
@@ -113,17 +117,35 @@ def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], o
             continue
         print(f"run  {point}")
         partial = folder / f".{tag}.partial.ipynb"
-        papermill.execute_notebook(str(notebook), str(partial), kernel_name="python3", progress_bar=False,
-                                   cwd=str(notebook.parent),
-                                   parameters={"profile": profile, "out_dir": str(root), **point})
-        os.replace(partial, target)
+        try:
+            papermill.execute_notebook(str(notebook), str(partial), kernel_name="python3", progress_bar=False,
+                                       cwd=str(notebook.parent),
+                                       parameters={"profile": profile, "out_dir": str(root), **point})
+            os.replace(partial, target)
+        except papermill.PapermillExecutionError as error:  # the notebook raised: one line, then the next point
+            failed.append(point)
+            print(f"error: {point} failed in cell {error.exec_count}: {error.ename}: {error.evalue}", file=sys.stderr)
+        finally:
+            partial.unlink(missing_ok=True)  # a failed or interrupted point leaves no notebook; it reruns
     records = [r for r in results.read_records(root / chapter) if r["profile"] == profile]
     table = results.to_frame(records)
     from dstlib.atomic import write_text
 
     write_text(folder / "table.csv", table.to_csv(index=False))
     print(f"{len(points)} grid points, {len(records)} records -> {folder / 'table.csv'}")
+    if failed:
+        print(f"error: {len(failed)} of {len(points)} grid points failed (their notebooks removed): "
+              f"{', '.join(map(str, failed))}; run the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
+
+
+def interrupted(chapter: str, out: str | None) -> str:
+    """The line printed on Ctrl-C: what is kept, and how to resume."""
+    folder = results.results_root(out) / chapter
+    done = len([p for p in folder.glob("*.json")]) if folder.is_dir() else 0
+    return (f"interrupted: {done} finished records kept in {folder}, and the interrupted point's last checkpoint "
+            f"in {folder / 'checkpoints'}; run the same command again to resume (finished points are not redone)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:  # bad input, or a dataset not available offline
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, 128 + SIGINT as a shell reports it
+        if args.command == "list":
+            print("interrupted", file=sys.stderr)
+        elif int(os.environ.get("RANK", 0)) == 0:
+            print(interrupted(args.chapter, args.out), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

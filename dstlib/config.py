@@ -248,7 +248,8 @@ def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:
     injects). Any other plain variable defined by then is a parameter that is not a knob (``-p density
     0.1`` for ``densities``) and raises a ``ValueError`` naming it, instead of silently running minutes
     of the defaults. Modules, functions and classes (imports), private names and IPython's own names
-    are ignored.
+    are ignored. The ``ValueError`` of a bad value is raised from here with the message alone (``name=value:
+    allowed ...``), so papermill's ``evalue`` is that message and the traceback is two frames long.
     """
     import types
 
@@ -260,7 +261,10 @@ def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:
         shown = ", ".join(f"{k}={namespace[k]!r}" for k in stray)
         raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "
                          f"allowed: profile, {', '.join(sorted(knobs))}")
-    return resolve(spec, namespace.get("profile", "tutorial"), **{k: namespace.get(k) for k in knobs})
+    try:
+        return resolve(spec, namespace.get("profile", "tutorial"), **{k: namespace.get(k) for k in knobs})
+    except ValueError as error:  # raised afresh: a notebook's traceback shows this frame, not resolve's
+        raise ValueError(str(error)) from None
 
 
 def parse_assignments(spec: ChapterSpec, assignments: Sequence[str]) -> dict[str, Any]:

@@ -68,3 +68,61 @@ def test_sweep_runs_the_grid_skips_finished_points_and_gathers_a_table(tmp_path,
     capsys.readouterr()
     assert cli.main(args) == 0  # second time: both points are done
     assert sum(line.startswith("skip ") for line in capsys.readouterr().out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_ctrl_c_prints_what_is_kept_and_exits_130(command, tmp_path, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_chapter" if command == "run" else "sweep", interrupt)
+    (tmp_path / "dst_from_scratch").mkdir()
+    (tmp_path / "dst_from_scratch" / "abc.json").write_text("{}")
+    assert cli.main([command, "dst_from_scratch", "--profile", "smoke", "--out", str(tmp_path)]) == 130
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err + captured.out
+    assert "1 finished records" in lines[0] and str(tmp_path / "dst_from_scratch" / "checkpoints") in lines[0]
+    assert "same command again" in lines[0]
+
+
+def test_a_failing_sweep_point_leaves_no_notebook_says_why_and_exits_1(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    calls = []
+
+    def execute_notebook(notebook, output, parameters, **kwargs):
+        calls.append(parameters["seeds"])
+        with open(output, "w") as partial:  # papermill writes the notebook as it goes
+            partial.write("{}")
+        if parameters["seeds"] == [0]:
+            raise papermill.PapermillExecutionError(3, 2, "cfg = ...", "ValueError", "lr=-1.0: allowed > 0", [])
+        with open(output, "w") as partial:
+            partial.write("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    args = ["sweep", "dst_from_scratch", "--profile", "smoke", "--out", str(tmp_path), "--grid", "seeds=0,1"]
+    assert cli.main(args) == 1
+    assert calls == [[0], [1]]  # the sweep went on after the failed point
+    folder = tmp_path / "dst_from_scratch" / "sweep"
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == ["smoke_seeds=1.ipynb"]  # no partial notebook left
+    assert not list(folder.glob(".*partial*"))
+    err = capsys.readouterr().err
+    assert "ValueError: lr=-1.0: allowed > 0" in err and "Traceback" not in err
+    assert "1 of 2 grid points failed" in err
+
+
+def test_config_error_in_a_notebook_is_the_message_alone(monkeypatch):
+    from dstlib import config, experiments
+
+    spec = experiments.spec("dst_from_scratch")
+    with pytest.raises(ValueError) as error:
+        config.from_namespace(spec, {"profile": "smoke", "densities": [1.5]})
+    assert str(error.value).startswith("densities=[1.5]")
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    frames = []
+    tb = error.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert frames[-1] == "from_namespace"  # a short traceback: it ends where the notebook called

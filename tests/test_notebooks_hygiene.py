@@ -92,6 +92,35 @@ def notebook_problems(path: Path) -> list[str]:
     return problems
 
 
+def papermill_problems(cell: dict) -> list[str]:
+    """Problems papermill has with the ``parameters`` cell: every warning its own parser
+    (``PythonTranslator.inspect``, behind ``--help-notebook``) logs, and every assigned name it does not
+    list (a comment it cannot parse, such as ``(0 = all)``, hides the knob from ``--help-notebook``)."""
+    import logging
+
+    from papermill.translators import PythonTranslator
+
+    source = "".join(cell.get("source", ""))
+    assigned = [node.targets[0].id for node in ast.parse(source).body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)]
+    warnings: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logger = logging.getLogger("papermill.translators")
+    logger.addHandler(handler)
+    try:
+        listed = [parameter.name for parameter in PythonTranslator.inspect({"source": source})]
+    finally:
+        logger.removeHandler(handler)
+    return [f"papermill: {w}" for w in warnings] + [f"papermill does not list {name!r}" for name in assigned
+                                                     if name not in listed]
+
+
+def _parameters_of(path: Path) -> dict:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+
+
 def toc_entries(node: object) -> list[str]:
     """Every ``root`` and ``file`` in a jb-book ``_toc.yml``, without suffix, in order."""
     found = []
@@ -131,6 +160,22 @@ def test_book_has_chapters():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_is_clean(path: Path):
     assert notebook_problems(path) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_papermill_parses_the_parameters_cell_and_lists_every_knob(path: Path):
+    from papermill.translators import PythonTranslator
+
+    from dstlib import experiments
+
+    cell = _parameters_of(path)
+    assert papermill_problems(cell) == []
+    specs = [experiments.spec(name) for name in experiments.names()
+             if Path(experiments.spec(name).notebook).name == path.name]
+    listed = {parameter.name for parameter in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    assert len(specs) == 1, f"{path.name} is the notebook of {len(specs)} chapters"
+    for spec in specs:
+        assert set(spec.all_knobs()) | {"profile"} <= listed, sorted(set(spec.all_knobs()) - listed)
 
 
 def test_toc_and_book_folder_agree():
@@ -197,6 +242,12 @@ def test_rules_reject_invalid_json(tmp_path: Path):
     path = tmp_path / "broken.ipynb"
     path.write_text("{", encoding="utf-8")
     assert notebook_problems(path)[0].startswith("not valid JSON")
+
+
+def test_papermill_rule_rejects_a_comment_it_cannot_parse():
+    assert papermill_problems(_parameters_cell('profile = "tutorial"\nepochs = None  # passes (0: all)')) == []
+    problems = papermill_problems(_parameters_cell('profile = "tutorial"\nepochs = None  # passes (0 = all)'))
+    assert any("Unable to parse line 2" in p for p in problems) and "papermill does not list 'epochs'" in problems
 
 
 def test_cited_keys_reads_every_cite_role():

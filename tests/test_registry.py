@@ -1,5 +1,7 @@
 """The dataset registry: offline datasets load and cache; real ones fail offline with a useful message."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,3 +56,40 @@ def test_bad_arguments(kwargs, fragment, tmp_path):
     name = kwargs.pop("name")
     with pytest.raises(ValueError, match=fragment):
         data.load(name, root=tmp_path, **kwargs)
+
+
+def test_refused_or_failed_download_creates_no_dataset_folder(tmp_path, monkeypatch):
+    import pooch
+
+    def failing_retrieve(url, known_hash, fname, path, progressbar):  # offline: the folder, a partial file, then
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / (fname + ".part")).write_bytes(b"half")
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(pooch, "retrieve", failing_retrieve)
+    with pytest.raises(data.DatasetNotAvailable, match="could not be downloaded"):
+        data.load("cifar10", "train", root=tmp_path, download=True)
+    with pytest.raises(data.DatasetNotAvailable, match="download=False"):
+        data.load("cifar10", "train", root=tmp_path, download=False)
+    assert list(tmp_path.iterdir()) == []  # no cifar10/, no partial file, no temporary folder
+
+
+def test_download_lands_complete_in_the_dataset_folder(tmp_path, monkeypatch):
+    import hashlib
+
+    import pooch
+
+    content = b"the archive"
+    remote = registry.RemoteFile("https://example.org/a.tar.gz", hashlib.sha256(content).hexdigest(), "a.tar.gz")
+    seen = []
+
+    def retrieve(url, known_hash, fname, path, progressbar):
+        seen.append(Path(path))
+        (Path(path) / fname).write_bytes(content)
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    target = registry.fetch("demo", remote, tmp_path, download=True)
+    assert target == tmp_path / "demo" / "a.tar.gz" and target.read_bytes() == content
+    assert seen[0].parent == tmp_path and seen[0] != tmp_path / "demo"  # downloaded beside, then renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +169,9 @@ def fetch(dataset: str, remote: RemoteFile, root: Path, download: bool) -> Path:
     """Path of ``remote`` under ``root/dataset``, downloading it with pooch only if ``download``.
 
     A file already in place is used only if its checksum matches. Raises :class:`DatasetNotAvailable`
-    with the URL, checksum and destination when the file is missing and cannot be fetched.
+    with the URL, checksum and destination when the file is missing and cannot be fetched. The download
+    goes to a temporary folder under ``root`` and is renamed into ``root/dataset`` once complete and
+    checked, so a refused or failed download never creates ``root/dataset`` nor leaves a partial file.
     """
     folder = Path(root) / dataset
     target = folder / remote.filename
@@ -184,12 +188,19 @@ def fetch(dataset: str, remote: RemoteFile, root: Path, download: bool) -> Path:
         raise DatasetNotAvailable(f"dataset {dataset!r} is not on disk and download=False. {how}")
     import pooch
 
+    Path(root).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".download.{dataset}.", dir=root))
     try:
-        fetched = pooch.retrieve(remote.url, known_hash=f"{remote.algorithm}:{remote.digest}",
-                                 fname=remote.filename, path=folder, progressbar=False)
-    except Exception as error:  # network errors come in many types; all mean the same to the reader
-        raise DatasetNotAvailable(f"dataset {dataset!r} could not be downloaded ({error}). {how}") from error
-    return Path(fetched)
+        try:
+            fetched = pooch.retrieve(remote.url, known_hash=f"{remote.algorithm}:{remote.digest}",
+                                     fname=remote.filename, path=scratch, progressbar=False)
+        except Exception as error:  # network errors come in many types; all mean the same to the reader
+            raise DatasetNotAvailable(f"dataset {dataset!r} could not be downloaded ({error}). {how}") from error
+        folder.mkdir(exist_ok=True)
+        os.replace(fetched, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 def cached(dataset: str, params: dict[str, Any], build: Callable[[], dict[str, torch.Tensor]],

@@ -164,7 +164,12 @@ def magnitude_prune(
     """One-shot magnitude pruning: keep the largest ``|w|``, over all selected weights or per layer.
 
     ``scope="global"`` keeps ``round(density * N)`` weights in total (the layers' densities follow from
-    the trained magnitudes, as in LTH/OMP of the hard-sample paper); ``scope="layer"`` keeps
+    the trained magnitudes, as in LTH/OMP of the hard-sample paper) with a floor of one per layer: each
+    layer keeps at least its largest ``|w|``, taken from the same total, so no layer is pruned to zero (a
+    layer with no weight cuts every path and makes the output constant: layer collapse, Tanaka et al.,
+    2020). Where the magnitudes leave every layer some weight (the usual case) the masks are the plain
+    global top-k. A ``density`` whose total ``round(density * N)`` is below the number of layers raises
+    a ``ValueError``. ``scope="layer"`` keeps
     ``round(density * n_l)`` in every layer; ``scope="erk"`` keeps ``d_l * n_l`` with ``d_l`` the ERK
     density of layer ``l``, rounded as the engine rounds its ERK masks (same counts, same global total):
     the hard-sample paper's OMP_ERK.
@@ -174,7 +179,9 @@ def magnitude_prune(
     checks.one_of("scope", scope, ("global", "layer", "erk"))
     scores = {name: p.detach().abs() for name, p in selected.items()}
     if scope == "global":
-        return _global_topk(scores, density)
+        checks.require(round(density * sum(s.numel() for s in scores.values())) >= len(scores), "density",
+                       density, f"large enough to keep one weight in each of the {len(scores)} layers")
+        return _global_topk(scores, density, floor=True)
     if scope == "layer":
         return {name: _global_topk({name: s}, density)[name] for name, s in scores.items()}
     erk = layer_densities({name: tuple(s.shape) for name, s in scores.items()}, density, "erk")
@@ -226,11 +233,18 @@ def _snip_scores(
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights.items(), grads, strict=True)}
 
 
-def _global_topk(scores: dict[str, Tensor], density: float) -> Masks:
-    """Masks holding the ``round(density * N)`` highest scores over all tensors (``N`` = total numel)."""
+def _global_topk(scores: dict[str, Tensor], density: float, floor: bool = False) -> Masks:
+    """Masks holding the ``round(density * N)`` highest scores over all tensors (``N`` = total numel);
+    with ``floor``, the highest score of each tensor first, the rest of the total from the others."""
     flat = torch.cat([s.reshape(-1) for s in scores.values()])
     keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[torch.topk(flat, round(density * flat.numel()), sorted=False).indices] = True
+    total = round(density * flat.numel())
+    if floor:
+        starts = torch.tensor([0] + [s.numel() for s in scores.values()][:-1], device=flat.device).cumsum(0)
+        keep[starts + torch.stack([s.reshape(-1).argmax() for s in scores.values()])] = True
+        flat = flat.masked_fill(keep, float("-inf"))
+        total -= len(scores)
+    keep[torch.topk(flat, total, sorted=False).indices] = True
     pieces = keep.split([s.numel() for s in scores.values()])
     return {name: piece.view(s.shape) for (name, s), piece in zip(scores.items(), pieces, strict=True)}
 

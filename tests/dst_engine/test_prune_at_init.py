@@ -214,3 +214,22 @@ def test_omp_with_erk_scope_keeps_the_erk_count_of_every_layer():
     for name, mask in masks.items():  # within a layer, the largest magnitudes are kept
         weight = dict(trained.named_parameters())[name].detach().abs()
         assert weight[mask].min() >= weight[~mask].max()
+
+
+def test_magnitude_global_scope_keeps_a_weight_in_every_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 3))
+    with torch.no_grad():
+        model[2].weight.mul_(1e-3)  # a layer of small weights: the plain global top-k keeps none of them
+    weights = {n: p for n, p in model.named_parameters() if n.endswith("weight")}
+    total = sum(p.numel() for p in weights.values())
+    masks = magnitude_prune(model, 0.1, params=weights)
+    assert all(int(m.sum()) >= 1 for m in masks.values())  # no layer collapse
+    assert sum(int(m.sum()) for m in masks.values()) == round(0.1 * total)  # the budget is unchanged
+    middle = model[2].weight.detach().abs()
+    assert bool(masks["2.weight"][middle.argmax() // 20, middle.argmax() % 20]) and int(masks["2.weight"].sum()) == 1
+    others = torch.cat([model.get_parameter(n).detach().abs()[m] for n, m in masks.items() if n != "2.weight"])
+    dropped = torch.cat([model.get_parameter(n).detach().abs()[~m] for n, m in masks.items() if n != "2.weight"])
+    assert others.min() >= dropped.max()  # elsewhere still the largest magnitudes
+    with pytest.raises(ValueError, match="density"):
+        magnitude_prune(model, 2 / total, params=weights)  # 2 weights for 3 layers
