@@ -1,5 +1,5 @@
 """Projected gradient descent (PGD, Madry et al. 2018) in plain PyTorch: the L-infinity attack, the
-perturbation hook that turns :func:`dstlib.train.fit` into adversarial training, and robust accuracy.
+perturbation that turns :func:`dstlib.train.fit` into adversarial training, and robust accuracy.
 
 PGD maximises the task loss inside the ball ``||delta||_inf <= eps`` around an input ``x`` in ``[0, 1]``:
 start at a uniform random point of the ball (``random_start``) or at ``x``, take ``steps`` signed-gradient
@@ -21,7 +21,7 @@ from dstlib.tasks import Batch, Task, as_float
 class PGD:
     """An L-infinity PGD attack; ``PGD(...)(model, batch, task, generator)`` returns the attacked batch.
 
-    As a :func:`dstlib.train.fit` ``perturb`` hook it is called with ``(model, batch, task)`` and draws
+    As a :class:`~dstlib.callbacks.Perturbation` it is called with ``(model, batch, task)`` and draws
     its random start from the torch default generator (seeded by ``fit``). The model is put in eval
     mode while attacking (BatchNorm statistics are not touched) and restored afterwards; only the
     input receives gradients.

@@ -1,4 +1,4 @@
-"""Metrics that :func:`dstlib.train.evaluate` accumulates over batches: accuracy and top-k, word and
+"""Metrics that :func:`dstlib.evaluation.evaluate` accumulates over batches: accuracy and top-k, word and
 character error rates (jiwer), Dice (MONAI), or the mean of any per-sample function.
 
 A metric has ``reset()``, ``update(task, outputs, batch)`` (``outputs`` as the model returned them,
@@ -9,14 +9,29 @@ for the main output, ``task.targets`` for the labels, ``task.transcripts`` for t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from dstlib import checks
-from dstlib.tasks import Batch, Task
+
+Batch = Mapping[str, Any]
+
+
+class Task(Protocol):
+    """What a metric reads through the task; every :class:`dstlib.tasks.Task` has it (the tasks pick
+    their default metrics from this module, so it does not import them)."""
+
+    def primary(self, outputs: Any) -> Tensor:
+        """The output the metrics read (the main head when a model has several)."""
+
+    def targets(self, batch: Batch) -> Any:
+        """The labels of ``batch``."""
+
+    def transcripts(self, outputs: Tensor, batch: Batch) -> tuple[list[str], list[str]]:
+        """Decoded hypotheses and references (speech)."""
 
 
 class Metric:

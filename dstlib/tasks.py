@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dstlib import checks
+from dstlib.metrics import Accuracy, Dice, ErrorRate
 
 Batch = dict[str, Any]
 
@@ -105,7 +106,7 @@ class Task:
         raise NotImplementedError
 
     def default_metrics(self) -> dict[str, Any]:
-        """The metrics :func:`dstlib.train.evaluate` reports when none are given."""
+        """The metrics :func:`dstlib.evaluation.evaluate` reports when none are given."""
         return {}
 
 
@@ -130,8 +131,6 @@ class Classification(Task):
         return losses.flatten(1).mean(1) if losses.dim() > 1 else losses
 
     def default_metrics(self) -> dict[str, Any]:
-        from dstlib.metrics import Accuracy
-
         return {"accuracy": Accuracy()}
 
 
@@ -164,8 +163,6 @@ class Segmentation(Task):
         return self.ce_weight * ce + self.dice_weight * dice.flatten(1).mean(1)
 
     def default_metrics(self) -> dict[str, Any]:
-        from dstlib.metrics import Dice
-
         return {"dice": Dice(include_background=self.include_background)}
 
 
@@ -215,8 +212,6 @@ class CTC(Task):
         return [self.decode(h) for h in hypotheses], [self.decode(r) for r in references]
 
     def default_metrics(self) -> dict[str, Any]:
-        from dstlib.metrics import ErrorRate
-
         return {"wer": ErrorRate("word"), "cer": ErrorRate("char")} if self.decode is not None else {}
 
 
@@ -253,7 +248,7 @@ class DeepSupervision(Task):
 
 def sliding_window(roi_size: Sequence[int], sw_batch_size: int = 4, overlap: float = 0.25,
                    mode: str = "gaussian") -> Callable[[nn.Module, tuple[Any, ...]], Tensor]:
-    """A ``forward(model, inputs)`` for :func:`dstlib.train.evaluate` that runs MONAI's
+    """A ``forward(model, inputs)`` for :func:`dstlib.evaluation.evaluate` that runs MONAI's
     ``sliding_window_inference`` over volumes larger than the training patches."""
 
     def forward(model: nn.Module, inputs: tuple[Any, ...]) -> Tensor:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from dstlib import sparse, train
+from dstlib.callbacks import Record, Sparsity
+from dstlib.optimisation import Optimisation
 
 
 def model():
@@ -22,8 +24,8 @@ generator = torch.Generator().manual_seed(0)
 x = torch.randn(70, 1, 4, 4, generator=generator)
 y = torch.randint(0, 3, (70,), generator=generator)
 engine = partial(sparse.RigL, density=0.5, distribution="uniform", update_every=3, seed=0)
-result = train.fit(model, (x, y), epochs=3, batch_size=16, lr=0.1, seed=5, device="cpu", record=["loss"],
-                   sparsity=lambda m, o, t: engine(m, o, total_steps=t))
+result = train.fit(model, (x, y), epochs=3, batch_size=16, optim=Optimisation(lr=0.1), seed=5, device="cpu",
+                   callbacks=[Record(["loss"]), Sparsity(lambda m, o, t: engine(m, o, total_steps=t))])
 context = train.distributed_context()
 if context.is_main:
     with open(sys.argv[1], "w") as handle:

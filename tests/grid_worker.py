@@ -9,6 +9,7 @@ import json
 import sys
 
 from dstlib import experiments
+from dstlib.callbacks import EpochEndHook, Sparsity
 from dstlib.experiments import dst_from_scratch as chapter
 
 out, mode = sys.argv[1], sys.argv[2]
@@ -16,14 +17,15 @@ trained: list[int] = []
 real_fit = chapter.fit
 
 
-def fit(*args, on_epoch_end=None, **kwargs):
+def fit(*args, callbacks, **kwargs):
+    sparse = any(isinstance(callback, Sparsity) for callback in callbacks)
+
     def hook(epoch, model, engine):
         trained.append(epoch)
-        if mode == "crash" and kwargs["sparsity"] is not None and epoch == 3:
+        if mode == "crash" and sparse and epoch == 3:
             sys.exit(3)
-        return on_epoch_end(epoch, model, engine)
 
-    return real_fit(*args, on_epoch_end=hook, **kwargs)
+    return real_fit(*args, callbacks=[*callbacks, EpochEndHook(hook)], **kwargs)
 
 
 chapter.fit = fit

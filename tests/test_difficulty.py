@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from dstlib.data import difficulty
+from dstlib.optimisation import Optimisation
+from dstlib.selection import difficulty
 
 
 def test_el2n_by_hand():
@@ -54,7 +55,8 @@ def test_flipped_labels_score_as_hard():
     flipped = torch.arange(0, 200, 10)
     y[flipped] = 1 - y[flipped]
     scores = difficulty.scores_from_training(lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), (x, y),
-                                             seeds=[0, 1], epochs=5, batch_size=20, lr=0.1, device="cpu")
+                                             seeds=[0, 1], epochs=5, batch_size=20,
+                                             optim=Optimisation(lr=0.1), device="cpu")
     assert scores["el2n"].shape == (200,) and scores["forgetting"].shape == (200,)
     clean = torch.ones(200, dtype=torch.bool)
     clean[flipped] = False

@@ -10,7 +10,9 @@ from torch import nn
 
 from dstlib import data
 from dstlib.data import long_range
-from dstlib.train import evaluate, fit
+from dstlib.evaluation import evaluate
+from dstlib.optimisation import Optimisation
+from dstlib.train import fit
 
 
 def _locate(image: torch.Tensor, mark: torch.Tensor) -> tuple[int, int]:
@@ -58,7 +60,8 @@ def test_a_local_model_stays_at_chance_and_a_global_one_does_not(tmp_path):
 
     accuracy = {}
     for name, factory in (("local", local), ("mlp", mlp)):
-        fitted = fit(factory, train.tensors, epochs=4, batch_size=50, lr=3e-3, optimizer="adamw", weight_decay=0.0)
+        fitted = fit(factory, train.tensors, epochs=4, batch_size=50,
+                     optim=Optimisation(lr=3e-3, optimizer="adamw", weight_decay=0.0))
         accuracy[name] = evaluate(fitted.model, test.tensors)["accuracy"]
     assert accuracy["local"] < 0.33  # chance is 0.25; 400 test images: one standard error is 0.022
     assert accuracy["mlp"] > 0.45
@@ -97,7 +100,7 @@ def test_imagenet_folders_load_lazily_with_labels_from_sorted_train_classes(tmp_
     grey, _ = train[0]
     assert torch.allclose(grey[0], grey[1], atol=0.02)
     fitted = fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)), train, epochs=1,
-                 batch_size=3, lr=0.1)
+                 batch_size=3, optim=Optimisation(lr=0.1))
     assert evaluate(fitted.model, test)["accuracy"] >= 0.0
 
 

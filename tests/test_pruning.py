@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from dstlib import tasks, train
-from dstlib.data.pruning import DynamicPruning, TimeDropping
+from dstlib.callbacks import EpochSampling, Perturbation, Record
+from dstlib.optimisation import Optimisation
+from dstlib.selection.pruning import DynamicPruning, TimeDropping
 
 
 def _select(sampler, losses, epoch=2, seed=0):
@@ -107,9 +109,10 @@ def test_pruned_ctc_training_runs_and_counts_what_it_processed():
             return self.proj(x.transpose(1, 2))
 
     frames_seen = {"frames": lambda task, outputs, batch: batch["lengths"].float()}
-    result = train.fit(Frames, (features, lengths, targets, torch.full((n,), 3)), task=tasks.CTC(),
-                       sampler=DynamicPruning(0.5, "easy_to_hard", epochs=3), perturb=TimeDropping(0.5, "point"),
-                       record=frames_seen, epochs=3, batch_size=4, lr=0.1, device="cpu")
+    result = train.fit(Frames, (features, lengths, targets, torch.full((n,), 3)), task=tasks.CTC(), epochs=3,
+                       batch_size=4, optim=Optimisation(lr=0.1), device="cpu",
+                       callbacks=[EpochSampling(DynamicPruning(0.5, "easy_to_hard", epochs=3)),
+                                  Perturbation(TimeDropping(0.5, "point")), Record(frames_seen)])
     assert result.samples_seen == 3 * 12
     processed = result.per_sample["frames"]
     used = ~processed.isnan()

@@ -14,8 +14,8 @@ from dstlib.data.registry import DatasetNotAvailable
 from dstlib.experiments import sparse_feature_fusion as chapter
 from dstlib.metrics import Dice, SurfaceDice
 from dstlib.models.conv3d import DepthShift
+from dstlib.optimisation import make_lr_schedule
 from dstlib.tasks import Segmentation
-from dstlib.train import make_lr_schedule
 
 # --- model ---------------------------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dstlib import adversarial, metrics, tasks, train
+from dstlib.callbacks import EpochSampling, Evaluation, Perturbation, Record, Validation
+from dstlib.evaluation import evaluate
+from dstlib.optimisation import Optimisation
 
 # ---- CTC ----------------------------------------------------------------------------------------------
 
@@ -52,9 +55,10 @@ def test_ctc_on_variable_length_batches_learns_and_reports_wer():
 
     task = tasks.CTC(decode=decode)
     data, test = Utterances(96, 0), Utterances(32, 1)
-    before = train.evaluate(FrameClassifier(), test, task=task, collate=pad_ctc_batch, device="cpu")
-    result = train.fit(FrameClassifier, data, task=task, collate=pad_ctc_batch, epochs=15, batch_size=16, lr=0.05,
-                       optimizer="adamw", weight_decay=0.0, device="cpu", eval_data=test, record=["loss"])
+    before = evaluate(FrameClassifier(), test, task=task, collate=pad_ctc_batch, device="cpu")
+    result = train.fit(FrameClassifier, data, task=task, collate=pad_ctc_batch, epochs=15, batch_size=16,
+                       optim=Optimisation(lr=0.05, optimizer="adamw", weight_decay=0.0), device="cpu",
+                       callbacks=[Evaluation(test), Record(["loss"])])
     after = result.history[-1]
     assert set(before) == {"loss", "wer", "cer"} and before["wer"] > 0.5
     assert after["test_wer"] < 0.1 and after["test_cer"] <= after["test_wer"] + 1e-9
@@ -112,9 +116,10 @@ def test_segmentation_with_deep_supervision_and_dice():
     expected = base.loss(outputs[0], batch) + 0.5 * base.loss(outputs[1], batch)
     assert torch.allclose(task.loss(outputs, batch), expected)
     assert outputs[1].shape[2:] == (4, 4, 4)  # the labels were resized to the auxiliary head
-    result = train.fit(TwoHeads, volumes(32, 1), task=task, epochs=8, batch_size=8, lr=0.05, optimizer="adamw",
-                       weight_decay=0.0, device="cpu", val_data=volumes(8, 2), select_by="dice")
-    dice = train.evaluate(result.model, volumes(8, 2), task=task, device="cpu")["dice"]
+    result = train.fit(TwoHeads, volumes(32, 1), task=task, epochs=8, batch_size=8,
+                       optim=Optimisation(lr=0.05, optimizer="adamw", weight_decay=0.0), device="cpu",
+                       callbacks=[Validation(volumes(8, 2), select_by="dice")])
+    dice = evaluate(result.model, volumes(8, 2), task=task, device="cpu")["dice"]
     assert dice > 0.8 and dice == pytest.approx(max(h["val_dice"] for h in result.history))
 
 
@@ -133,8 +138,8 @@ def test_sliding_window_evaluation_matches_a_whole_volume_pass_for_a_local_model
     images, labels = volumes(2, 3)
     model = TwoHeads().eval()
     task = tasks.Segmentation()
-    whole = train.evaluate(model, (images, labels), task=task, device="cpu")
-    windowed = train.evaluate(model, (images, labels), task=task, device="cpu",
+    whole = evaluate(model, (images, labels), task=task, device="cpu")
+    windowed = evaluate(model, (images, labels), task=task, device="cpu",
                               forward=tasks.sliding_window((8, 8, 8), overlap=0.0))
     assert windowed["dice"] == pytest.approx(whole["dice"])
 
@@ -162,8 +167,8 @@ def test_a_sampler_chooses_each_epoch_from_the_most_recent_losses():
     x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 2, (64,), generator=g)
     sampler = KeepHardest()
     correct = {"correct": lambda task, outputs, batch: (outputs.argmax(1) == task.targets(batch)).float()}
-    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), sampler=sampler,
-                       record=correct, epochs=3, batch_size=8, lr=0.1, device="cpu")
+    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), epochs=3, batch_size=8,
+                       optim=Optimisation(lr=0.1), device="cpu", callbacks=[EpochSampling(sampler), Record(correct)])
     losses = result.per_sample["loss"]
     assert result.steps == 3 * 4 and result.samples_seen == 3 * 32
     assert sampler.seen[0].isnan().all() and len(sampler.seen[0]) == 64
@@ -181,8 +186,9 @@ def test_a_sampler_chooses_each_epoch_from_the_most_recent_losses():
 def test_recorded_losses_are_the_training_forward_passes():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(24, 1, 8, 8, generator=g), torch.randint(0, 2, (24,), generator=g)
-    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), record=["loss"], epochs=1,
-                       batch_size=24, lr=0.1, momentum=0.0, weight_decay=0.0, device="cpu")
+    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), epochs=1, batch_size=24,
+                       optim=Optimisation(lr=0.1, momentum=0.0, weight_decay=0.0), device="cpu",
+                       callbacks=[Record(["loss"])])
     train.seed_everything(0)
     reference = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
     expected = F.cross_entropy(reference(x), y, reduction="none")  # one full batch: losses before the update
@@ -211,11 +217,11 @@ def test_pgd_stays_in_the_ball_raises_the_loss_and_trains_through_the_hook():
         seen.append(float((out["input"] - batch["input"]).abs().max()))
         return out
 
-    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), perturb=perturb, epochs=2,
-                       batch_size=16, lr=0.1, device="cpu")
+    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), (x, y), epochs=2, batch_size=16,
+                       optim=Optimisation(lr=0.1), device="cpu", callbacks=[Perturbation(perturb)])
     assert len(seen) == result.steps == 8 and max(seen) <= 0.05 + 1e-6 and min(seen) > 0
     robust = adversarial.robust_accuracy(result.model, x, y, attack, task)
-    clean = train.evaluate(result.model, (x, y))["accuracy"]
+    clean = evaluate(result.model, (x, y))["accuracy"]
     assert 0.0 <= robust <= clean
 
 
@@ -234,6 +240,6 @@ def test_per_sample_records_from_a_dataloader_of_indexed_dict_batches():
     x, y = torch.randn(20, 1, 8, 8, generator=g), torch.randint(0, 2, (20,), generator=g)
     loader = torch.utils.data.DataLoader(Indexed(x, y), batch_size=8, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
-    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), loader, record=["loss"], epochs=2,
-                       batch_size=8, lr=0.1, device="cpu")
+    result = train.fit(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), loader, epochs=2, batch_size=8,
+                       optim=Optimisation(lr=0.1), device="cpu", callbacks=[Record(["loss"])])
     assert result.per_sample["loss"].shape == (2, 20) and not result.per_sample["loss"].isnan().any()

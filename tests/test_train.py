@@ -6,7 +6,10 @@ import torch
 from torch import nn
 
 from dstlib import train
+from dstlib.callbacks import EpochEndHook, Evaluation, Record, Sparsity, Validation
 from dstlib.data.augment import random_crop_flip
+from dstlib.evaluation import evaluate
+from dstlib.optimisation import Optimisation, make_lr_schedule
 
 
 def tiny_data(n=96):
@@ -20,11 +23,14 @@ def tiny_model():
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 2))
 
 
-def run(epochs=2, seed=0, **kwargs):
+SGD = Optimisation(lr=0.1)
+
+
+def run(epochs=2, seed=0, callbacks=(), **kwargs):
     torch.manual_seed(123)  # the model's init is the caller's business; keep it fixed here
     model = tiny_model()
-    return train.fit(model, tiny_data(), epochs=epochs, batch_size=16, lr=0.1, seed=seed, device="cpu",
-                     eval_data=tiny_data(32), **kwargs)
+    return train.fit(model, tiny_data(), epochs=epochs, batch_size=16, optim=SGD, seed=seed, device="cpu",
+                     callbacks=[*callbacks, Evaluation(tiny_data(32))], **kwargs)
 
 
 def test_same_seed_same_metrics_and_different_seed_differs():
@@ -44,8 +50,8 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
             raise KeyboardInterrupt  # the checkpoint of epoch 1 is on disk, epoch 2's is not
 
     with pytest.raises(KeyboardInterrupt):
-        run(epochs=3, checkpoint=ckpt, on_epoch_end=crash_after_epoch_2)
-    resumed = run(epochs=3, checkpoint=ckpt, resume=True)
+        run(epochs=3, checkpoint=ckpt, callbacks=[EpochEndHook(crash_after_epoch_2)])
+    resumed = run(epochs=3, checkpoint=ckpt, resume=True, callbacks=[EpochEndHook(lambda *args: None)])
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -61,27 +67,34 @@ def test_sparsity_engine_is_stepped_after_each_optimizer_step():
         def step(self):
             calls.append(1)
 
-    result = run(epochs=2, sparsity=CountingEngine)
+    result = run(epochs=2, callbacks=[Sparsity(CountingEngine)])
     assert len(calls) == result.steps == result.engine.total_steps == 2 * 6
 
 
 def test_cosine_schedule_reaches_zero_and_step_schedule_decays():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    cosine = train.make_lr_schedule(opt, "cosine", 10)
+    cosine = make_lr_schedule(opt, "cosine", 10)
     assert cosine.lr_lambdas[0](0) == 1.0 and cosine.lr_lambdas[0](10) == pytest.approx(0.0)
-    step = train.make_lr_schedule(opt, "step", 100, milestones=(0.5, 0.75))
+    step = make_lr_schedule(opt, "step", 100, milestones=(0.5, 0.75))
     assert [step.lr_lambdas[0](s) for s in (0, 50, 75)] == pytest.approx([1.0, 0.1, 0.01])
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"epochs": 0}, "epochs=0: allowed an integer >= 1"), ({"optimizer": "lbfgs"}, "optimizer='lbfgs': allowed"),
-    ({"lr_schedule": "cyclic"}, "lr_schedule='cyclic'"), ({"select_by": "accuracy"}, "select_by='accuracy'"),
+    ({"epochs": 0}, "epochs=0: allowed an integer >= 1"), ({"batch_size": 0}, "batch_size=0: allowed"),
+    ({"optimizer": "lbfgs"}, "optimizer='lbfgs': allowed"), ({"lr_schedule": "cyclic"}, "lr_schedule='cyclic'"),
+    ({"lr": 0.0}, "lr=0.0: allowed"), ({"select_by": "accuracy"}, "select_by='accuracy'"),
     ({"record": ["margin"]}, "record=\\['margin'\\]"),
 ])
 def test_bad_arguments_are_named(kwargs, fragment):
-    args = {"epochs": 1, **kwargs}
+    """Each bad setting raises before the first step, naming itself, wherever it is set."""
+    def fit(epochs=1, batch_size=8, optimizer="sgd", lr_schedule="cosine", lr=0.1, select_by=None, record=("loss",)):
+        optim = Optimisation(lr=lr, optimizer=optimizer, lr_schedule=lr_schedule)
+        callbacks = [Record(record), Validation(tiny_data(8), select_by=select_by, metrics={})]
+        return train.fit(tiny_model(), tiny_data(), epochs=epochs, batch_size=batch_size, optim=optim,
+                         callbacks=callbacks, device="cpu")
+
     with pytest.raises(ValueError, match=fragment):
-        train.fit(tiny_model(), tiny_data(), batch_size=8, lr=0.1, device="cpu", **args)
+        fit(**kwargs)
 
 
 def test_random_crop_flip_keeps_shape_and_content_and_is_seeded():
@@ -98,9 +111,9 @@ def test_a_model_factory_is_built_after_seeding():
         return tiny_model()
 
     torch.manual_seed(999)  # whatever ran before must not matter
-    a = train.fit(factory, tiny_data(), epochs=1, batch_size=16, lr=0.1, seed=3, device="cpu")
+    a = train.fit(factory, tiny_data(), epochs=1, batch_size=16, optim=SGD, seed=3, device="cpu")
     torch.randn(100)
-    b = train.fit(factory, tiny_data(), epochs=1, batch_size=16, lr=0.1, seed=3, device="cpu")
+    b = train.fit(factory, tiny_data(), epochs=1, batch_size=16, optim=SGD, seed=3, device="cpu")
     for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -108,10 +121,10 @@ def test_a_model_factory_is_built_after_seeding():
 def test_tensors_a_dataset_and_a_dataloader_train_the_same_way():
     data = tiny_data()
     loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=False)
-    a = train.fit(tiny_model, data, epochs=1, batch_size=16, lr=0.1, device="cpu", eval_data=data)
-    b = train.fit(tiny_model, loader, epochs=1, batch_size=16, lr=0.1, device="cpu", eval_data=loader)
+    a = train.fit(tiny_model, data, epochs=1, batch_size=16, optim=SGD, device="cpu", callbacks=[Evaluation(data)])
+    b = train.fit(tiny_model, loader, epochs=1, batch_size=16, optim=SGD, device="cpu", callbacks=[Evaluation(loader)])
     assert a.steps == b.steps == 6 and b.history[-1]["test_accuracy"] >= 0.0
-    assert train.evaluate(b.model, loader)["accuracy"] == pytest.approx(train.evaluate(b.model, data)["accuracy"])
+    assert evaluate(b.model, loader)["accuracy"] == pytest.approx(evaluate(b.model, data)["accuracy"])
 
 
 def test_top_k_accuracy_and_any_per_sample_metric():
@@ -122,7 +135,7 @@ def test_top_k_accuracy_and_any_per_sample_metric():
     model = nn.Sequential()  # identity: the "inputs" are the logits
     model.register_buffer("anchor", torch.zeros(1))
     model.forward = lambda x: x
-    result = train.evaluate(model, (logits, targets), metrics={
+    result = evaluate(model, (logits, targets), metrics={
         "top1": metrics.Accuracy(), "top2": metrics.Accuracy(k=2),
         "max_logit": metrics.Mean(lambda task, outputs, batch: outputs.max(1).values)}, device="cpu")
     assert result["top1"] == pytest.approx(0.0) and result["top2"] == pytest.approx(2 / 3)
@@ -134,10 +147,10 @@ def test_validation_selects_and_restores_the_best_epoch():
     scores = []
 
     def remember(epoch, model, engine):
-        scores.append(train.evaluate(model, val)["loss"])
+        scores.append(evaluate(model, val)["loss"])
         return {"state": {k: v.clone() for k, v in model.state_dict().items()}}
 
-    result = run(epochs=4, val_data=val, select_by="loss", on_epoch_end=remember)
+    result = run(epochs=4, callbacks=[Validation(val, select_by="loss"), EpochEndHook(remember)])
     best = min(range(4), key=lambda i: result.history[i]["val_loss"])
     assert result.best_epoch == best + 1
     assert [h["val_loss"] for h in result.history] == pytest.approx(scores)
@@ -173,4 +186,4 @@ def test_global_batch_is_split_between_processes(tmp_path):
 def test_batch_size_must_divide_between_processes(monkeypatch):
     monkeypatch.setattr(train, "distributed_context", lambda device=None: train.DistributedContext(0, 3))
     with pytest.raises(ValueError, match="batch_size=16: allowed a multiple of the 3 processes"):
-        train.fit(tiny_model(), tiny_data(), epochs=1, batch_size=16, lr=0.1, device="cpu")
+        train.fit(tiny_model(), tiny_data(), epochs=1, batch_size=16, optim=SGD, device="cpu")

@@ -36,8 +36,10 @@ from torch import nn
 
 from dstlib import checks, results, sparse
 from dstlib.atomic import torch_save
+from dstlib.callbacks import Callback, EngineFactory
 from dstlib.config import PRESENTATION_KNOBS, ChapterSpec, Config, Knob
-from dstlib.train import EngineFactory, distributed_context, pick_device
+from dstlib.optimisation import Optimisation
+from dstlib.train import distributed_context, pick_device
 
 # The chapters' method names: "dense" and the engine's presets (one registry: dstlib.sparse.presets.METHODS).
 METHODS = ("dense", *sparse.presets.METHODS)
@@ -87,12 +89,21 @@ PRUNE_AND_REGROW = ("set", "rigl", "mest", "granet", "dsn")
 GRADUAL = ("granet", "gmp")
 
 
-def fit_options(config: Config) -> dict[str, Any]:
+def fit_options(config: Config, **optimisation: Any) -> dict[str, Any]:
     """The :func:`dstlib.train.fit` keywords that come from a chapter's :data:`TRAINING_KNOBS` and its
-    device setting (the chapter's progress bar is the one over its runs, see :func:`run`)."""
-    return {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-            "weight_decay": config.weight_decay, "lr_schedule": config.lr_schedule,
-            "milestones": config.lr_milestones, "gamma": config.lr_gamma, "device": config.device}
+    device setting: epochs, batch size, device and the :class:`~dstlib.optimisation.Optimisation`; the
+    keywords ``optimisation`` set its other fields (``optimizer="adamw"``, ``warmup_epochs``, ...) or
+    replace a knob's value. The chapter's progress bar is the one over its runs (see :func:`run`), so
+    ``fit`` shows none."""
+    optim = Optimisation(**{"lr": config.lr, "weight_decay": config.weight_decay, "lr_schedule": config.lr_schedule,
+                            "milestones": config.lr_milestones, "gamma": config.lr_gamma, **optimisation})
+    return {"epochs": config.epochs, "batch_size": config.batch_size, "device": config.device, "optim": optim}
+
+
+def present(*callbacks: Callback | None | bool) -> list[Callback]:
+    """The callbacks given, without those a setting turned off (``None`` or ``False``, as in
+    ``present(config.augment and Augmentation(random_crop_flip))``)."""
+    return [callback for callback in callbacks if callback]
 
 
 def grid(axes: Mapping[str, Sequence[Any]],

@@ -24,9 +24,11 @@ import pandas as pd
 import torch
 
 from dstlib import data, models, stats
+from dstlib.callbacks import Augmentation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data import corruptions, spectral
 from dstlib.data.augment import random_crop_flip
+from dstlib.evaluation import evaluate, predict
 from dstlib.experiments.claims import AT, ClaimSpec, levels
 from dstlib.experiments.common import (
     DENSE_ONCE,
@@ -40,9 +42,10 @@ from dstlib.experiments.common import (
     fit_options,
     grid,
     main_process_first,
+    present,
 )
 from dstlib.plotting import method_label
-from dstlib.train import evaluate, fit, predict
+from dstlib.train import fit
 
 CHAPTER_METHODS = ("dense", "set", "rigl", "mest", "granet")
 
@@ -208,10 +211,10 @@ def train_one(config: Config, point: Mapping[str, Any], data: ChapterData, check
     """Train and evaluate one (method, sparsity, seed). Clean, corrupted and filtered accuracies are all
     measured on the same evaluation images ``data.clean = (images, targets)``."""
     num_classes = int(data.train.tensors[1].max()) + 1
+    engine = engine_factory(point["method"], point["density"], config, point["seed"])
     fitted = fit(lambda: models.build(config.model, in_channels=3, num_classes=num_classes), data.train,
-                 sparsity=engine_factory(point["method"], point["density"], config, point["seed"]),
-                 augment=random_crop_flip if config.augment else None, seed=point["seed"], checkpoint=checkpoint,
-                 resume=True, **fit_options(config))
+                 callbacks=present(engine and Sparsity(engine), config.augment and Augmentation(random_crop_flip)),
+                 seed=point["seed"], checkpoint=checkpoint, resume=True, **fit_options(config))
     metrics = {"clean_accuracy": evaluate(fitted.model, data.clean)["accuracy"],
                **robustness_metrics(fitted.model, data.corrupted),
                **spectral_metrics(fitted.model, data.filtered, data.clean[1])}

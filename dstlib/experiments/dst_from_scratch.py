@@ -16,8 +16,10 @@ import pandas as pd
 import torch
 
 from dstlib import data, models, stats
+from dstlib.callbacks import Augmentation, EpochEndHook, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, ClaimSpec, levels
 from dstlib.experiments.common import (
     DENSE_ONCE,
@@ -30,10 +32,11 @@ from dstlib.experiments.common import (
     grid,
     main_process_first,
     paired_values,
+    present,
 )
 from dstlib.plotting import method_label
 from dstlib.sparse.flops import flops
-from dstlib.train import evaluate, fit, pick_device
+from dstlib.train import fit, pick_device
 
 CHAPTER_METHODS = ("dense", "static", "set", "rigl")
 # The models that read 1-D sequences (mnist1d) and those that read images (digits, CIFAR-10).
@@ -153,10 +156,11 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
             masks.append(engine.masks[snapshot_layer(engine)].detach().cpu().clone())
         return {"itop_rate": float(engine.itop_rate)}
 
+    engine = engine_factory(method, density, config, seed)
     fitted = fit(lambda: models.build(config.model, in_channels=in_channels, num_classes=num_classes), train_set,
-                 sparsity=engine_factory(method, density, config, seed),
-                 augment=random_crop_flip if config.augment else None, on_epoch_end=on_epoch_end, seed=seed,
-                 checkpoint=checkpoint, resume=True, **fit_options(config))
+                 callbacks=present(engine and Sparsity(engine), config.augment and Augmentation(random_crop_flip),
+                                   EpochEndHook(on_epoch_end)),
+                 seed=seed, checkpoint=checkpoint, resume=True, **fit_options(config))
     final = fitted.history[-1]
     test_accuracy = evaluate(fitted.model, test_set)["accuracy"]
     example = train_set.tensors[0][:1].to(pick_device(config.device))

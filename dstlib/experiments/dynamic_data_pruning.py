@@ -7,10 +7,10 @@ processed (utterances, feature frames):
 * ``full``: every training utterance every epoch;
 * ``(criterion, keep)``: each epoch keeps the fraction ``keep`` of the utterances chosen by ``criterion``
   (random, keep-easy, keep-hard, easy-to-hard) from their most recent training losses
-  (:class:`dstlib.data.pruning.DynamicPruning`);
+  (:class:`dstlib.selection.pruning.DynamicPruning`);
 * ``(drop_criterion, drop_keep, mode)``: the same, and inside every kept utterance ``frame_drop_fraction``
   of the frames is removed, as single frames (``"point"``) or chunks (``"chunk"``)
-  (:class:`dstlib.data.pruning.TimeDropping`).
+  (:class:`dstlib.selection.pruning.TimeDropping`).
 
 Every variant trains for the same number of epochs, so pruning saves steps (and, with time dropping,
 frames per step) rather than buying extra epochs.
@@ -27,13 +27,15 @@ import pandas as pd
 import torch
 
 from dstlib import data, metrics, models
+from dstlib.callbacks import EpochSampling, Perturbation, Record
 from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.data.pruning import CRITERIA, DROP_MODES, DynamicPruning, TimeDropping
 from dstlib.data.speech import CharTokenizer, pad_ctc_batch
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
-from dstlib.experiments.common import TRAINING_KNOBS, Outcome, fit_options, main_process_first
+from dstlib.experiments.common import TRAINING_KNOBS, Outcome, fit_options, main_process_first, present
+from dstlib.selection.pruning import CRITERIA, DROP_MODES, DynamicPruning, TimeDropping
 from dstlib.tasks import CTC
-from dstlib.train import evaluate, fit
+from dstlib.train import fit
 
 FULL = {"criterion": "full", "keep": 1.0, "drop": "none"}
 # The paper reaches full-data WER keeping 70% of the utterances; "matches" is tested as equivalence
@@ -162,12 +164,12 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
                      "num_layers": config.num_layers}
     task = CTC(output_lengths=models.build("asr_encoder", **model_options).output_lengths, decode=tokenizer.decode)
     criterion, drop = point["criterion"], point["drop"]
+    sampling = criterion != "full" and EpochSampling(DynamicPruning(point["keep"], criterion, config.epochs))
+    dropping = drop != "none" and Perturbation(TimeDropping(config.frame_drop_fraction, drop, config.chunk_frames))
     fitted = fit(lambda: models.build("asr_encoder", **model_options), train, task=task, collate=collate,
-                 sampler=None if criterion == "full" else DynamicPruning(point["keep"], criterion, config.epochs),
-                 perturb=None if drop == "none" else TimeDropping(config.frame_drop_fraction, drop,
-                                                                  config.chunk_frames),
-                 record={"frames": _frames}, seed=point["seed"], checkpoint=checkpoint, resume=True,
-                 optimizer=config.optimizer, warmup_epochs=config.warmup_epochs, **fit_options(config))
+                 callbacks=present(sampling, dropping, Record({"frames": _frames})), seed=point["seed"],
+                 checkpoint=checkpoint, resume=True,
+                 **fit_options(config, optimizer=config.optimizer, warmup_epochs=config.warmup_epochs))
     scores = evaluate(fitted.model, test, task=task, collate=collate,
                       metrics={"wer": metrics.ErrorRate("word"), "cer": metrics.ErrorRate("char")})
     frames = fitted.per_sample["frames"]

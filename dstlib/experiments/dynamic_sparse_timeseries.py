@@ -33,8 +33,10 @@ import torch
 from torch import nn
 
 from dstlib import checks, data, models, sparse
+from dstlib.callbacks import EngineFactory, EpochEndHook, Sparsity, Validation
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.timeseries import NORMALIZATIONS, archive_files, sktime_bundled_folder
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
 from dstlib.experiments.common import (
     TRAINING_KNOBS,
@@ -45,8 +47,9 @@ from dstlib.experiments.common import (
     fit_options,
     grid,
     main_process_first,
+    present,
 )
-from dstlib.train import EngineFactory, evaluate, fit
+from dstlib.train import fit
 
 VARIANTS = ("dsn", "dense_large", "dense_small", "unconstrained", "static_regions")
 SPARSE_VARIANTS = ("dsn", "unconstrained", "static_regions")
@@ -330,10 +333,12 @@ def train_one(config: Config, point: Mapping[str, Any], data: Mapping[str, tuple
             snapshots.append(tap_histogram(model, config.out_groups))
         return {}
 
-    options = {**fit_options(config), "batch_size": batch_size_for(config, len(fit_data[1]))}
-    fitted = fit(lambda: build_model(config, variant, num_classes, in_channels), fit_data, optimizer="adamw",
-                 sparsity=variant_engine(variant, config, seed, in_channels), val_data=val_data, select_by=select_by,
-                 on_epoch_end=snapshot, seed=seed, checkpoint=checkpoint, resume=True, **options)
+    options = {**fit_options(config, optimizer="adamw"), "batch_size": batch_size_for(config, len(fit_data[1]))}
+    engine = variant_engine(variant, config, seed, in_channels)
+    fitted = fit(lambda: build_model(config, variant, num_classes, in_channels), fit_data,
+                 callbacks=present(engine and Sparsity(engine), val_data and Validation(val_data, select_by),
+                                   EpochEndHook(snapshot)),
+                 seed=seed, checkpoint=checkpoint, resume=True, **options)
     model, engine = fitted.model, fitted.engine
     scores = evaluate(model, test)
     report = sparse.flops(model, x[:1].to(next(model.parameters()).device), engine)

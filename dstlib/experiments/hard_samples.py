@@ -42,9 +42,11 @@ from torch import nn
 
 from dstlib import data, models, sparse, stats
 from dstlib.adversarial import PGD, robust_accuracy
+from dstlib.callbacks import Augmentation, EngineFactory, Perturbation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.data import corruptions, difficulty
+from dstlib.data import corruptions
 from dstlib.data.augment import random_crop_flip
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, largest, levels, smallest
 from dstlib.experiments.common import (
     DENSE_ONCE,
@@ -59,12 +61,14 @@ from dstlib.experiments.common import (
     fit_options,
     grid,
     main_process_first,
+    present,
     record_settings,
     run_point,
 )
 from dstlib.plotting import method_label
+from dstlib.selection import difficulty
 from dstlib.tasks import Classification
-from dstlib.train import EngineFactory, evaluate, fit
+from dstlib.train import fit
 
 # The methods the paper compares, in its order; "dense", "gmp" and "set" are engine presets as they are.
 CHAPTER_METHODS = ("dense", "gmp", "lth", "omp", "omp_erk", "snip", "set", "erk_random", "uniform_random")
@@ -266,7 +270,7 @@ class HardSampleData:
     def el2n(self) -> torch.Tensor:
         """EL2N of every (uncorrupted) training sample, averaged over the scoring seeds."""
         train_x, _ = self.images(False)
-        options = {**fit_options(self.config), "lr_schedule": "constant", "epochs": self.config.score_epochs}
+        options = {**fit_options(self.config, lr_schedule="constant"), "epochs": self.config.score_epochs}
         return difficulty.scores_from_training(lambda: build_model(self.config, train_x, self.num_classes),
                                                (train_x, self.train_y), seeds=self.config.score_seeds,
                                                **options)["el2n"]
@@ -377,11 +381,12 @@ def train_one(config: Config, point: Mapping[str, Any], data: HardSampleData, ch
 
     order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed))[: config.batch_size]
     adversarial = setting == "adversarial"
+    engine = engine_of(method, density, config, seed, masks=masks, snip_batch=(train_x[order], train_y[order]))
     fitted = fit(model_factory, (train_x, train_y), seed=seed, checkpoint=checkpoint, resume=True,
-                 sparsity=engine_of(method, density, config, seed, masks=masks,
-                                    snip_batch=(train_x[order], train_y[order])),
-                 perturb=PGD(config.pgd_eps, config.pgd_step_size, config.pgd_steps) if adversarial else None,
-                 augment=random_crop_flip if config.augment else None, **fit_options(config))
+                 callbacks=present(engine and Sparsity(engine), config.augment and Augmentation(random_crop_flip),
+                                   adversarial and Perturbation(PGD(config.pgd_eps, config.pgd_step_size,
+                                                                    config.pgd_steps))),
+                 **fit_options(config))
     metrics: dict[str, Any] = {"accuracy": evaluate(fitted.model, (test_x, test_y))["accuracy"],
                                "train_samples": len(train_y)}
     if adversarial:

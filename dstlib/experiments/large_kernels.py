@@ -27,9 +27,11 @@ import torch
 from torch import nn
 
 from dstlib import checks, data, erf, sparse
+from dstlib.callbacks import Augmentation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
 from dstlib.data.long_range import MARK
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec
 from dstlib.experiments.common import (
     TRAINING_KNOBS,
@@ -39,9 +41,10 @@ from dstlib.experiments.common import (
     fit_options,
     grid,
     main_process_first,
+    present,
 )
 from dstlib.models.large_kernel import SLaKNet
-from dstlib.train import evaluate, fit, pick_device
+from dstlib.train import fit, pick_device
 
 VARIANTS = ("small", "large", "decomposed", "slak")
 LABELS = {"small": "7x7 dense", "large": "MxM dense", "decomposed": "MxN + NxM + NxN", "slak": "SLaK (sparse, wider)"}
@@ -251,9 +254,10 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
     probe = min(config.batch_size, MAX_PROBE_BATCH)
     snip_batch = first_samples(train, probe)
     fitted = fit(lambda: build_model(config, variant, num_classes, in_channels), train, seed=seed,
-                 sparsity=slak_engine(config, snip_batch, seed) if variant == "slak" else None,
-                 augment=random_crop_flip if config.augment else None, checkpoint=checkpoint, resume=True,
-                 optimizer=config.optimizer, warmup_epochs=config.warmup_epochs, **fit_options(config))
+                 callbacks=present(variant == "slak" and Sparsity(slak_engine(config, snip_batch, seed)),
+                                   config.augment and Augmentation(random_crop_flip)),
+                 checkpoint=checkpoint, resume=True,
+                 **fit_options(config, optimizer=config.optimizer, warmup_epochs=config.warmup_epochs))
     model, engine = fitted.model, fitted.engine
     device = next(model.parameters()).device
     images, _ = first_samples(test, max(config.erf_images, 1))

@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from dstlib import checks, data, metrics, models, sparse
+from dstlib.callbacks import Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, largest
-from dstlib.experiments.common import TRAINING_KNOBS, Outcome, engine_factory, fit_options, main_process_first
+from dstlib.experiments.common import TRAINING_KNOBS, Outcome, engine_factory, fit_options, main_process_first, present
 from dstlib.models.conv3d import CONV_MODES
 from dstlib.tasks import DeepSupervision, Segmentation
-from dstlib.train import evaluate, fit
+from dstlib.train import fit
 
 CLIP_GRAD_NORM = 12.0  # nnU-Net's gradient-norm clip
 FLOWS = ("forward", "upward", "downward")
@@ -222,11 +224,11 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
     density, seed = point["density"], point["seed"]
     method = "dsff" if density < 1.0 else "dense"
     task = DeepSupervision(Segmentation(), deep_supervision_weights(config.levels - 1))
+    engine = engine_factory(method, density, config, seed, distribution="uniform", drop_fraction=config.drop_fraction)
     fitted = fit(lambda: build_model(config, point["conv_mode"], train[0].shape[1]), train, task=task,
-                 sparsity=engine_factory(method, density, config, seed, distribution="uniform",
-                                         drop_fraction=config.drop_fraction),
-                 seed=seed, checkpoint=checkpoint, resume=True, optimizer=config.optimizer, momentum=config.momentum,
-                 clip_grad_norm=CLIP_GRAD_NORM, **fit_options(config))
+                 callbacks=present(engine and Sparsity(engine)), seed=seed, checkpoint=checkpoint, resume=True,
+                 **fit_options(config, optimizer=config.optimizer, momentum=config.momentum,
+                               clip_grad_norm=CLIP_GRAD_NORM))
     scores = evaluate(fitted.model, test, task=Segmentation(), batch_size=config.batch_size,
                       metrics={"dice": metrics.Dice(), "nsd": metrics.SurfaceDice(config.surface_tolerance)})
     record = {"dice": scores["dice"], "nsd": scores["nsd"], "train_time_s": fitted.wall_time_s,

@@ -33,7 +33,9 @@ import pandas as pd
 import torch
 
 from dstlib import data, sparse
+from dstlib.callbacks import Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
 from dstlib.experiments.common import (
     SPARSITY_KNOBS,
@@ -41,12 +43,13 @@ from dstlib.experiments.common import (
     Outcome,
     fit_options,
     main_process_first,
+    present,
     steps_of,
 )
 from dstlib.sparse import benchmark, structured, truly_sparse
 from dstlib.sparse.engine import SparseEngine
 from dstlib.sparse.flops import flops as count_flops
-from dstlib.train import evaluate, fit, pick_device
+from dstlib.train import fit, pick_device
 
 # The goal: at 95% sparsity the truly sparse training step beats the dense one (ratio below 1) at
 # batch sizes up to 64, and CSR inference reaches a third of the ideal speed-up 1 / density.
@@ -279,7 +282,8 @@ def train_variant(config: Config, point: Mapping[str, Any], train, test) -> Outc
             return benchmark.mlp(widths, seed)
 
     with torch_threads(config.threads):
-        fitted = fit(build, train, sparsity=engine_factory, seed=seed, **fit_options(config))
+        fitted = fit(build, train, callbacks=present(engine_factory and Sparsity(engine_factory)), seed=seed,
+                     **fit_options(config))
         accuracy = evaluate(fitted.model, test)["accuracy"]
     layers = [m for m in fitted.model.modules() if isinstance(m, torch.nn.Linear | truly_sparse.SparseLinear)]
     weights = sum(m.nnz if isinstance(m, truly_sparse.SparseLinear) else m.weight.numel() for m in layers)

@@ -7,8 +7,8 @@
 * **Forgetting events** count the epochs at which a sample goes from classified correctly to incorrectly;
   a sample never classified correctly counts as infinitely forgotten.
 
-EL2N and correctness come from the training forward passes themselves, through the ``record`` hook of
-:func:`dstlib.train.fit` (:data:`RECORDERS`), so scoring costs no extra pass; :func:`scores_from_training`
+EL2N and correctness come from the training forward passes themselves, recorded by a
+:class:`~dstlib.callbacks.Record` (:data:`RECORDERS`), so scoring costs no extra pass; :func:`scores_from_training`
 trains a few short runs and averages over their seeds.
 """
 
@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dstlib import checks
+from dstlib.callbacks import Record
 from dstlib.metrics import correct
 from dstlib.tasks import Batch, Task
+from dstlib.train import fit
 
 
 def el2n(logits: Tensor, targets: Tensor) -> Tensor:
@@ -84,7 +86,7 @@ def _el2n_record(task: Task, outputs: Any, batch: Batch) -> Tensor:
     return el2n(task.primary(outputs), task.targets(batch))
 
 
-# Per-sample values for the ``record`` hook of :func:`dstlib.train.fit`.
+# Per-sample values recorded in the training forward pass (:class:`dstlib.callbacks.Record`).
 RECORDERS = {"el2n": _el2n_record, "correct": correct}
 
 
@@ -97,16 +99,14 @@ def scores_from_training(build_model: Callable[[], nn.Module], data: Sequence[Te
     * ``"forgetting"``: forgetting events over the epochs, averaged over the seeds (``inf`` when a run
       never learned the sample).
 
-    ``fit_options`` go to :func:`dstlib.train.fit` (``batch_size``, ``lr``, ...).
+    ``fit_options`` go to :func:`dstlib.train.fit` (``batch_size``, ``optim``, ...).
     """
-    from dstlib.train import fit
-
     checks.integer("epochs", epochs, low=1)
     if len(seeds) == 0:
         raise ValueError("seeds=[]: allowed a non-empty list of integers")
     el2n_rows, forgetting_rows = [], []
     for seed in seeds:
-        result = fit(build_model, data, epochs=epochs, seed=seed, record=RECORDERS, **fit_options)
+        result = fit(build_model, data, epochs=epochs, seed=seed, callbacks=[Record(RECORDERS)], **fit_options)
         el2n_rows.append(result.per_sample["el2n"][-1])
         forgetting_rows.append(forgetting_events(result.per_sample["correct"]))
     return {"el2n": torch.stack(el2n_rows).mean(0), "forgetting": torch.stack(forgetting_rows).mean(0)}

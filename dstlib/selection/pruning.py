@@ -1,14 +1,14 @@
 """Dynamic data pruning (DDP-ASR, Xiao et al. 2024): which samples each epoch trains on, and which time
 frames inside them.
 
-* **Instance-wise.** :class:`DynamicPruning` is an :class:`~dstlib.train.EpochSampler` for
-  ``dstlib.train.fit(sampler=...)``: every epoch it keeps ``keep`` of the training set, chosen from each
-  sample's most recent training loss (recorded in the training forward pass, so scoring costs no extra
-  pass). Nothing is discarded for good: the choice is made again every epoch.
-* **Time-wise.** :class:`TimeDropping` is a ``perturb`` hook for ``fit`` that removes ``fraction`` of the
-  valid frames of every utterance in a batch, as single frames (``"point"``) or as contiguous chunks
-  (``"chunk"``), and shortens the batch accordingly; the transcript is left unchanged, so it acts like
-  time masking that also saves compute.
+* **Instance-wise.** :class:`DynamicPruning` is an :class:`~dstlib.callbacks.EpochSampler` for
+  ``fit(callbacks=[EpochSampling(...)])``: every epoch it keeps ``keep`` of the training set, chosen from
+  each sample's most recent training loss (recorded in the training forward pass, so scoring costs no
+  extra pass). Nothing is discarded for good: the choice is made again every epoch.
+* **Time-wise.** :class:`TimeDropping` is a :class:`~dstlib.callbacks.Perturbation` that removes
+  ``fraction`` of the valid frames of every utterance in a batch, as single frames (``"point"``) or as
+  contiguous chunks (``"chunk"``), and shortens the batch accordingly; the transcript is left unchanged,
+  so it acts like time masking that also saves compute.
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ class DynamicPruning:
 
 @dataclass(frozen=True)
 class TimeDropping:
-    """Drop ``fraction`` of every utterance's valid frames (a ``perturb`` hook for ``fit``).
+    """Drop ``fraction`` of every utterance's valid frames (a :class:`~dstlib.callbacks.Perturbation`).
 
     ``"point"`` drops ``round(fraction * L)`` single frames of an utterance of ``L`` frames;
     ``"chunk"`` cuts it into consecutive chunks of ``chunk_frames`` frames (the last one may be shorter)
-    and drops ``round(fraction * number of chunks)`` whole chunks (never every chunk). Positions are drawn from the torch
-    default generator (seeded by ``fit``). The kept frames keep their order and are packed to the left;
+    and drops ``round(fraction * number of chunks)`` whole chunks (never every chunk). Positions are drawn
+    from the torch default generator (seeded by ``fit``). The kept frames keep their order and are packed to the left;
     ``lengths`` shrink and the padded time axis is cut to the longest kept utterance. Works on the
     :class:`~dstlib.tasks.CTC` batch layout: ``features (N, n_mels, T)``, ``lengths (N,)``.
     """
