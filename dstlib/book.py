@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from dstlib import plotting, stats
-from dstlib.experiments.claims import BOOK_EFFECT, Judgement
+from dstlib.experiments.claims import BOOK_EFFECT
+from dstlib.stats import Judgement
 
 
 def glue(name: str, value: Any, display: bool = True) -> None:
@@ -31,24 +32,33 @@ def glue(name: str, value: Any, display: bool = True) -> None:
 
 
 def verdict_table(judgement: Judgement) -> pd.DataFrame:
-    """One row per claim (superiority claims, then equivalences): estimate, interval, the effect of interest
-    or margin, the minimum detectable effect (superiority) and the outcome, rounded for the page."""
-    rows = stats.verdict_table(judgement.verdicts).assign(kind="superiority")
-    matches = pd.DataFrame([{"claim": m.name, "estimate": m.effect.estimate, "low": m.low, "high": m.high,
-                             "paper_effect": m.margin, "outcome": m.outcome, "kind": "equivalence"}
-                            for m in judgement.equivalences])
-    table = pd.concat([frame for frame in (rows, matches) if not frame.empty]) if judgement else rows
-    return table.rename(columns={"paper_effect": "effect / margin"}).set_index("claim").round(2)
+    """One row per claim (superiority claims, then margin claims): its kind, estimate, interval, the effect
+    of interest or margin, the smallest detectable effect, the outcome, and the seeds that would give 80%
+    power; the headline claim's kind is marked ``(headline)``. Rounded for the page."""
+    rows = [{"claim": v.name, "kind": getattr(v, "kind", "superiority"), "estimate": v.effect.estimate,
+             "low": v.effect.low if isinstance(v, stats.Verdict) else v.low,
+             "high": v.effect.high if isinstance(v, stats.Verdict) else v.high,
+             "effect / margin": v.paper_effect if isinstance(v, stats.Verdict) else v.margin,
+             "smallest detectable": v.mde, "outcome": v.outcome,
+             "seeds for 80% power": v.seeds_needed if v.seeds_needed is not None else np.nan}
+            for v in judgement.judged]
+    table = pd.DataFrame(rows, columns=["claim", "kind", "estimate", "low", "high", "effect / margin",
+                                        "smallest detectable", "outcome", "seeds for 80% power"])
+    table.loc[table["claim"] == judgement.headline, "kind"] += " (headline)"
+    return table.set_index("claim").round(2)
 
 
 def show_verdict(judgement: Judgement) -> pd.DataFrame:
     """Glue a chapter's verdict block and return its table (the cell's result):
 
     * ``fig_forest``: the forest plot of the superiority claims (an empty figure without one);
-    * ``verdict``: the generated paragraph (:meth:`Judgement.summary`);
+    * ``verdict``: the generated paragraph (:meth:`~dstlib.stats.Judgement.summary`);
     * ``table_verdicts``: :func:`verdict_table` (not displayed: it is the cell's result);
     * ``n_claims``, ``mde_low``, ``mde_high``: the claims tested and the range of their minimum detectable
-      effects; ``effect_of_interest``: the book's smallest effect of interest.
+      effects; ``effect_of_interest``: the book's smallest effect of interest;
+    * with a headline claim: ``headline_claim``, ``headline_outcome``, ``headline_effect`` (its effect of
+      interest or margin), ``headline_mde`` (its smallest detectable effect), ``headline_estimate``,
+      ``headline_seeds`` (seeds for 80% power) and ``headline_rerun`` (the command that runs them).
     """
     verdicts = judgement.verdicts
     glue("fig_forest", plotting.forest(verdicts) if verdicts else plt.figure())
@@ -60,4 +70,11 @@ def show_verdict(judgement: Judgement) -> pd.DataFrame:
     glue("mde_low", float(min(mdes, default=np.nan)), display=False)
     glue("mde_high", float(max(mdes, default=np.nan)), display=False)
     glue("effect_of_interest", BOOK_EFFECT, display=False)
+    headline = judgement.headline_verdict
+    if headline is not None:
+        effect = headline.paper_effect if isinstance(headline, stats.Verdict) else headline.margin
+        for name, value in {"claim": headline.name, "outcome": headline.outcome, "effect": float(effect),
+                            "mde": float(headline.mde), "estimate": float(headline.effect.estimate),
+                            "seeds": headline.seeds_needed or 0, "rerun": judgement.rerun_line(headline)}.items():
+            glue(f"headline_{name}", value, display=False)
     return table

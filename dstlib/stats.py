@@ -13,6 +13,13 @@ claim, each with exactly one outcome from :data:`OUTCOMES`:
 - ``"inconclusive"``: anything else, in particular every non-significant claim whose minimum
   detectable effect exceeds ``paper_effect`` and every claim whose spread over seeds is undefined.
 
+Claims that ``a`` *matches* ``b`` are tested against a margin: :func:`equivalence` ("matches": two
+one-sided tests) and :func:`non_inferiority` ("matches or beats": one one-sided test). A chapter's claims
+form one family (:func:`judge_family`): its one *headline* claim, when it has one, is tested first at the
+full ``alpha`` and the other claims only once the headline is decided (fixed-sequence gatekeeping), so the
+family-wise error stays at ``alpha``. Every verdict also says how many seeds would give 80% power at its
+effect of interest with the spread the run measured (:func:`seeds_for_power`).
+
 The arithmetic lives in two vectorised functions, :func:`difference_arrays` (per-claim estimate,
 standard error and degrees of freedom over the last axis) and :func:`assess` (the family step: Holm,
 the corrected intervals, the minimum detectable effect and the outcome). :func:`difference` and
@@ -26,9 +33,10 @@ interval or detectable effect is claimed from it (NaN), and the claim is "inconc
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,9 +75,14 @@ class Effect:
     level: float
 
 
+KINDS = ("superiority", "non-inferiority", "equivalence")
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One claim of a paper: method ``a`` beats ``b`` by ``paper_effect`` (same units as ``a - b``).
+    """One claim of a paper: method ``a`` beats ``b`` by ``paper_effect`` (same units as ``a - b``), or,
+    by ``kind``, ``a`` matches or beats ``b`` (``"non-inferiority"``: ``a - b > -paper_effect``) or ``a``
+    matches ``b`` (``"equivalence"``: ``|a - b| < paper_effect``), ``paper_effect`` then being the margin.
 
     ``a`` and ``b`` are the per-seed values (when ``paired``, position ``i`` of both comes from seed
     ``i``); ``name`` is the row label of the verdict table and forest plot; ``units`` is printed after
@@ -84,8 +97,11 @@ class Claim:
     paired: bool = False
     units: str = ""
     reference: str = ""
+    kind: str = "superiority"
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind={self.kind!r}: allowed one of {', '.join(map(repr, KINDS))}")
         object.__setattr__(self, "a", tuple(float(value) for value in _check_values("a", self.a)))
         object.__setattr__(self, "b", tuple(float(value) for value in _check_values("b", self.b)))
         if not (np.isfinite(self.paper_effect) and self.paper_effect > 0):
@@ -119,7 +135,8 @@ class Verdict:
     ``alpha`` is the family-wise error rate and ``family_size`` the ``m`` claims it was spread over;
     ``corrected_low``/``corrected_high`` bound the interval at ``corrected_level`` = ``1 - alpha/m``;
     ``mde`` is the minimum detectable effect at ``alpha/m`` and 80% power (or the power given to
-    :func:`judge`); all in ``units``.
+    :func:`judge`); all in ``units``. ``seeds_needed`` is the number of seeds that would give that power
+    at ``paper_effect`` with the spread this run measured (``None`` when the spread is undefined).
     """
 
     name: str
@@ -135,6 +152,7 @@ class Verdict:
     outcome: str
     units: str
     sentence: str
+    seeds_needed: int | None = None
 
 
 def _check_probability(name: str, value: float) -> float:
@@ -286,6 +304,45 @@ def minimum_detectable_effect(se: float | np.ndarray, dof: float | np.ndarray, *
     return float(mde) if mde.ndim == 0 else mde
 
 
+MAX_SEEDS = 10_000
+
+
+def seeds_for_power(effect: Effect, target: float, *, alpha: float, power: float = 0.8,
+                    kind: str = "superiority") -> int | None:
+    """How many seeds (pairs when paired, per side otherwise) would give ``power`` at ``target`` with the
+    spread ``effect`` measured: the smallest ``n >= 2`` with ``(t_1 + t_2) * sd / sqrt(n) <= target``.
+
+    ``sd`` is the per-seed spread behind ``effect.se`` (``se * sqrt(n)``; for Welch the two sides' seeds are
+    taken as equal in number). The quantiles follow the test: superiority (two-sided at ``alpha``, a true
+    difference of ``target``) ``t_{1-alpha/2} + t_{power}``; non-inferiority (one-sided, margin ``target``,
+    no true difference) ``t_{1-alpha} + t_{power}``; equivalence (two one-sided tests, no true difference)
+    ``t_{1-alpha} + t_{(1+power)/2}``; ``dof = n - 1`` (paired) or ``2n - 2``. The same approximation as
+    :func:`minimum_detectable_effect`. ``None`` when the spread is undefined (NaN or zero), or when more
+    than :data:`MAX_SEEDS` would be needed.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: allowed one of {', '.join(map(repr, KINDS))}")
+    power = _check_probability("power", power)
+    alpha = _check_probability("alpha", alpha)
+    if not (np.isfinite(effect.se) and effect.se > 0 and np.isfinite(target) and target > 0):
+        return None
+    sd = effect.se * np.sqrt(effect.n_a if effect.paired else min(effect.n_a, effect.n_b))
+    normal = _power_quantile(kind, alpha, power, np.inf)  # the t quantiles' limit: a lower bound on n
+    least = max(2, math.floor((normal * sd / target) ** 2))
+    if least > MAX_SEEDS:
+        return None
+    n = np.arange(least, min(least + 200, MAX_SEEDS) + 1)
+    dof = n - 1.0 if effect.paired else 2.0 * n - 2.0
+    enough = _power_quantile(kind, alpha, power, dof) * sd / np.sqrt(n) <= target
+    return int(n[np.argmax(enough)]) if enough.any() else None
+
+
+def _power_text(seeds: int | None, power: float) -> str:
+    if seeds is None:
+        return ""
+    return f" {seeds} seeds would give {power:.0%} power at the effect of interest with this spread."
+
+
 def assess(estimate: np.ndarray, se: np.ndarray, dof: np.ndarray, paper_effect: np.ndarray, *,
            alpha: float = 0.05, power: float = 0.8) -> Assessment:
     """Judge families of claims: Holm over the last axis, corrected intervals, MDE and one outcome each.
@@ -345,8 +402,15 @@ def describe(name: str, effect: Effect, units: str = "") -> str:
 
 def _sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float, corrected_high: float,
               corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str,
-              reference: str = "") -> str:
-    """The verdict of one claim in one English sentence with its numbers (see :func:`judge`)."""
+              reference: str = "", seeds_needed: int | None = None, power: float = 0.8) -> str:
+    """The verdict of one claim in English with its numbers and its power line (see :func:`judge`)."""
+    return _outcome_sentence(name, effect, adjusted_p, corrected_low, corrected_high, corrected_level, mde,
+                             paper_effect, outcome, units, reference) + _power_text(seeds_needed, power)
+
+
+def _outcome_sentence(name: str, effect: Effect, adjusted_p: float, corrected_low: float, corrected_high: float,
+                      corrected_level: float, mde: float, paper_effect: float, outcome: str, units: str,
+                      reference: str) -> str:
     digits = _decimals(effect.se, abs(effect.estimate), paper_effect)
     unit = f" {units}" if units else ""
     target = reference or "the paper's"
@@ -390,6 +454,9 @@ def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, 
         raise ValueError(f"claims={claims!r}: allowed a non-empty sequence of Claim")
     alpha = _check_probability("alpha", alpha)
     power = _check_probability("power", power)
+    kinds = sorted({claim.kind for claim in claims} - {"superiority"})
+    if kinds:
+        raise ValueError(f"claims kind={kinds}: allowed only 'superiority' here (margins: judge_family)")
     effects = [difference(claim.a, claim.b, paired=claim.paired, level=level) for claim in claims]
     family = assess(np.array([e.estimate for e in effects]), np.array([e.se for e in effects]),
                     np.array([e.dof for e in effects]), np.array([c.paper_effect for c in claims]),
@@ -400,19 +467,28 @@ def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, 
         numbers = {"adjusted_p": float(family.adjusted_p[i]), "corrected_low": float(family.corrected_low[i]),
                    "corrected_high": float(family.corrected_high[i]), "corrected_level": corrected_level,
                    "mde": float(family.mde[i]), "paper_effect": float(claim.paper_effect),
-                   "outcome": str(family.outcome[i])}
-        sentence = _sentence(claim.name, effect, units=claim.units, reference=claim.reference, **numbers)
+                   "outcome": str(family.outcome[i]),
+                   "seeds_needed": seeds_for_power(effect, claim.paper_effect, alpha=1 - corrected_level,
+                                                   power=power)}
+        sentence = _sentence(claim.name, effect, units=claim.units, reference=claim.reference, power=power,
+                             **numbers)
         verdicts.append(Verdict(name=claim.name, effect=effect, alpha=alpha, family_size=family_size,
                                 units=claim.units, sentence=sentence, **numbers))
     return verdicts
 
 
-@dataclass(frozen=True)
-class Equivalence:
-    """A judged "``a`` matches ``b`` within ``margin``" claim (see :func:`equivalence`).
+MARGIN_KINDS = ("equivalence", "non-inferiority")
 
-    ``low``/``high`` bound the interval of ``a - b`` at ``level`` = ``1 - 2 alpha / family_size`` (the two
-    one-sided tests); ``outcome`` is one of :data:`OUTCOMES` (never "not reproduced")."""
+
+@dataclass(frozen=True)
+class MarginVerdict:
+    """A judged claim against a margin: ``a`` matches ``b`` (``kind="equivalence"``, see :func:`equivalence`)
+    or ``a`` matches or beats ``b`` (``kind="non-inferiority"``, see :func:`non_inferiority`).
+
+    ``low``/``high`` bound the interval of ``a - b`` at ``level`` = ``1 - 2 alpha / family_size`` (its ends
+    are the one-sided bounds the tests read); ``outcome`` is one of :data:`OUTCOMES` (never "not
+    reproduced"); ``mde`` is the smallest margin the run could establish with 80% power when the two do
+    not differ, and ``seeds_needed`` the seeds that would establish ``margin`` (as in :class:`Verdict`)."""
 
     name: str
     effect: Effect
@@ -425,10 +501,64 @@ class Equivalence:
     outcome: str
     units: str
     sentence: str
+    kind: str = "equivalence"
+    seeds_needed: int | None = None
+    mde: float = float("nan")
+
+
+def _power_quantile(kind: str, alpha: float, power: float, dof: float | np.ndarray) -> float | np.ndarray:
+    """``t_1 + t_2`` of a test with no true difference: superiority two-sided at ``alpha`` with ``power``;
+    non-inferiority one-sided; equivalence two one-sided tests (see :func:`seeds_for_power`)."""
+    first = scipy_stats.t.ppf(1 - alpha / 2 if kind == "superiority" else 1 - alpha, dof)
+    return first + scipy_stats.t.ppf((1 + power) / 2 if kind == "equivalence" else power, dof)
+
+
+def _margin_test(kind: str, name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool,
+                 alpha: float, family_size: int, units: str, power: float = 0.8) -> MarginVerdict:
+    alpha = _check_probability("alpha", alpha)
+    if not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin={margin!r}: allowed a finite number > 0")
+    if not (isinstance(family_size, numbers.Integral) and family_size >= 1):
+        raise ValueError(f"family_size={family_size!r}: allowed an integer >= 1")
+    corrected = alpha / family_size
+    effect = difference(a, b, paired=paired, level=1 - 2 * corrected)
+    outcome = INCONCLUSIVE
+    if kind == "equivalence":
+        outer_low, outer_high = (float(x) for x in t_interval(effect.estimate, effect.se, effect.dof, 1 - corrected))
+        if -margin < effect.low and effect.high < margin:
+            outcome = REPRODUCED
+        elif outer_low > margin or outer_high < -margin:
+            outcome = CONTRADICTED
+        against = "a margin of +/-{margin}"
+        reason = {REPRODUCED: "it lies inside the margin, so the match is reproduced",
+                  CONTRADICTED: "the difference exceeds the margin, so the match is contradicted",
+                  INCONCLUSIVE: "it is not inside the margin, so the match is inconclusive"}[outcome]
+    else:
+        if effect.low > -margin:
+            outcome = REPRODUCED
+        elif effect.high < -margin:
+            outcome = CONTRADICTED
+        against = "a non-inferiority margin of -{margin}"
+        reason = {REPRODUCED: "its lower end lies above -margin, so 'matches or beats' is reproduced",
+                  CONTRADICTED: "it lies entirely below -margin, so 'matches or beats' is contradicted",
+                  INCONCLUSIVE: "it reaches below -margin, so 'matches or beats' is inconclusive"}[outcome]
+    digits = _decimals(effect.se, abs(effect.estimate), margin)
+    unit = f" {units}" if units else ""
+    interval = (f"{effect.level:.3g} interval {effect.low:+.{digits}f} to {effect.high:+.{digits}f}"
+                if np.isfinite(effect.low) else "no interval: the spread over seeds is undefined")
+    seeds = seeds_for_power(effect, margin, alpha=corrected, power=power, kind=kind)
+    mde = (float(_power_quantile(kind, corrected, power, effect.dof) * effect.se) if _defined(
+        np.asarray(effect.se), np.asarray(effect.dof)) else float("nan"))
+    sentence = (f"{name}: {effect.estimate:+.{digits}f}{unit} against "
+                f"{against.format(margin=f'{margin:.{digits}f}')}{unit} ({interval}); {reason}."
+                + _power_text(seeds, power))
+    return MarginVerdict(name=name, effect=effect, margin=float(margin), alpha=alpha, family_size=family_size,
+                         low=effect.low, high=effect.high, level=effect.level, outcome=outcome, units=units,
+                         sentence=sentence, kind=kind, seeds_needed=seeds, mde=mde)
 
 
 def equivalence(name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool = False,
-                alpha: float = 0.05, family_size: int = 1, units: str = "") -> Equivalence:
+                alpha: float = 0.05, family_size: int = 1, units: str = "") -> MarginVerdict:
     """Does ``a`` match ``b``, i.e. is ``|mean(a) - mean(b)| < margin``? Two one-sided t-tests (Schuirmann,
     1987) at ``alpha / family_size`` (Bonferroni over the chapter's family of claims), read off the
     ``1 - 2 alpha'`` interval of ``a - b``:
@@ -438,31 +568,140 @@ def equivalence(name: str, a: Sequence[float], b: Sequence[float], margin: float
       ``+margin``: they differ by more than the margin;
     - ``"inconclusive"``: anything else, including an undefined spread.
     """
+    return _margin_test("equivalence", name, a, b, margin, paired=paired, alpha=alpha, family_size=family_size,
+                        units=units)
+
+
+def non_inferiority(name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool = False,
+                    alpha: float = 0.05, family_size: int = 1, units: str = "") -> MarginVerdict:
+    """Does ``a`` match or beat ``b``, i.e. is ``mean(a) - mean(b) > -margin``? One one-sided t-test at
+    ``alpha' = alpha / family_size`` of the null ``a - b <= -margin``, read off the ``1 - 2 alpha'`` interval
+    of ``a - b`` (its lower end is the one-sided bound):
+
+    - ``"reproduced"``: the lower end lies above ``-margin``: ``a`` is at most ``margin`` worse, or better;
+    - ``"contradicted"``: the upper end lies below ``-margin``: ``a`` is worse by more than the margin;
+    - ``"inconclusive"``: anything else, including an undefined spread.
+
+    An exact match reads "reproduced" once the run is precise enough, where a superiority test of the same
+    numbers could only say "not reproduced".
+    """
+    return _margin_test("non-inferiority", name, a, b, margin, paired=paired, alpha=alpha,
+                        family_size=family_size, units=units)
+
+
+DECIDED = (REPRODUCED, CONTRADICTED)  # a headline whose null is rejected opens the gate
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A chapter's family of claims judged (:func:`judge_family`): superiority ``verdicts`` and ``margins``
+    (equivalence, non-inferiority), each in the order given; the ``headline`` claim's name (``None`` when
+    the chapter has none) and whether it was decided, so that the other claims were tested
+    (``gate_open``); ``rerun`` formats a command that reruns the chapter with ``{seeds}`` seeds."""
+
+    verdicts: list[Verdict]
+    margins: list[MarginVerdict]
+    alpha: float
+    headline: str | None = None
+    gate_open: bool = True
+    rerun: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.verdicts or self.margins)
+
+    @property
+    def judged(self) -> list[Verdict | MarginVerdict]:
+        return [*self.verdicts, *self.margins]
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        """``{claim name: outcome}`` for every claim."""
+        return {v.name: v.outcome for v in self.judged}
+
+    @property
+    def headline_verdict(self) -> Verdict | MarginVerdict | None:
+        return next((v for v in self.judged if v.name == self.headline), None)
+
+    def rerun_line(self, verdict: Verdict | MarginVerdict) -> str:
+        """The command that reruns the chapter with the seeds ``verdict`` needs (empty when unknown)."""
+        if not self.rerun or verdict.seeds_needed is None:
+            return ""
+        seeds = ", ".join(str(seed) for seed in range(verdict.seeds_needed))
+        return self.rerun.format(seeds=f"[{seeds}]")
+
+    def summary(self) -> str:
+        """The verdict paragraph: the headline first (when there is one), then the other claims."""
+        if not self:
+            return "No claim could be tested with these parameters."
+        percent = f"{100 * self.alpha:.3g}%"
+        others = [v for v in self.judged if v.name != self.headline]
+        parts = []
+        if self.headline_verdict is not None:
+            parts.append(f"Headline claim, tested first at the full {percent}: {self.headline_verdict.sentence}")
+            if others and self.gate_open:
+                parts.append(f"The headline is decided, so the other {len(others)} claims were tested after it, "
+                             f"together at a family-wise {percent} ({tally(others)}):")
+            elif others:
+                parts.append(f"The headline is not decided, so the other {len(others)} claims were not tested: "
+                             f"fixed-sequence gatekeeping tests them only after it, which keeps the family-wise "
+                             f"error at {percent}. Their estimates, for exploration only:")
+        elif others:
+            parts.append(f"Of {len(others)} claims, tested together at a family-wise error rate of {percent}: "
+                         f"{tally(others)}.")
+        parts.extend(v.sentence for v in others)
+        return " ".join(parts)
+
+
+def _untested(verdict: Verdict | MarginVerdict) -> Verdict | MarginVerdict:
+    sentence = f"{describe(verdict.name, verdict.effect, verdict.units)}: not tested."
+    return replace(verdict, outcome=INCONCLUSIVE, sentence=sentence)
+
+
+def _together(claims: Sequence[Claim], alpha: float, power: float) -> tuple[list[Verdict], list[MarginVerdict]]:
+    """One family at ``alpha``: the superiority claims share ``alpha * n_superiority / n`` under Holm, each
+    margin claim is tested at ``alpha / n`` (Bonferroni)."""
+    superiority = [claim for claim in claims if claim.kind == "superiority"]
+    share = alpha * len(superiority) / len(claims)
+    verdicts = judge(superiority, alpha=share, power=power) if superiority else []
+    margins = [_margin_test(claim.kind, claim.name, claim.a, claim.b, claim.paper_effect, paired=claim.paired,
+                            alpha=alpha, family_size=len(claims), units=claim.units, power=power)
+               for claim in claims if claim.kind != "superiority"]
+    return verdicts, margins
+
+
+def judge_family(claims: Sequence[Claim], *, alpha: float = 0.05, headline: str | None = None,
+                 power: float = 0.8, rerun: str = "") -> Judgement:
+    """A chapter's claims as one family with family-wise error ``alpha``.
+
+    Without a ``headline``, every claim is tested together (:func:`_together`: Holm among the superiority
+    claims, Bonferroni for the margins). With one (the name of a claim), fixed-sequence gatekeeping: the
+    headline is tested first, alone, at the full ``alpha``; only if it is decided (its null rejected:
+    reproduced or contradicted) are the other claims tested, together at ``alpha``; otherwise they are
+    reported untested (their estimates only, outcome inconclusive). A true null can only be rejected
+    after the headline's test spent ``alpha`` on it or rejected a false null, so the family-wise error
+    stays at ``alpha``.
+    """
+    if len(claims) == 0:
+        raise ValueError(f"claims={claims!r}: allowed a non-empty sequence of Claim")
     alpha = _check_probability("alpha", alpha)
-    if not (np.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin={margin!r}: allowed a finite number > 0")
-    if not (isinstance(family_size, numbers.Integral) and family_size >= 1):
-        raise ValueError(f"family_size={family_size!r}: allowed an integer >= 1")
-    corrected = alpha / family_size
-    effect = difference(a, b, paired=paired, level=1 - 2 * corrected)
-    outer_low, outer_high = (float(x) for x in t_interval(effect.estimate, effect.se, effect.dof, 1 - corrected))
-    outcome = INCONCLUSIVE
-    if -margin < effect.low and effect.high < margin:
-        outcome = REPRODUCED
-    elif outer_low > margin or outer_high < -margin:
-        outcome = CONTRADICTED
-    digits = _decimals(effect.se, abs(effect.estimate), margin)
-    unit = f" {units}" if units else ""
-    reason = {REPRODUCED: "it lies inside the margin, so the match is reproduced",
-              CONTRADICTED: "the difference exceeds the margin, so the match is contradicted",
-              INCONCLUSIVE: "it is not inside the margin, so the match is inconclusive"}[outcome]
-    interval = (f"{effect.level:.3g} interval {effect.low:+.{digits}f} to {effect.high:+.{digits}f}"
-                if np.isfinite(effect.low) else "no interval: the spread over seeds is undefined")
-    sentence = (f"{name}: {effect.estimate:+.{digits}f}{unit} against a margin of +/-{margin:.{digits}f}{unit} "
-                f"({interval}); {reason}.")
-    return Equivalence(name=name, effect=effect, margin=float(margin), alpha=alpha, family_size=family_size,
-                       low=effect.low, high=effect.high, level=effect.level, outcome=outcome, units=units,
-                       sentence=sentence)
+    names = [claim.name for claim in claims]
+    if headline is None:
+        return Judgement(*_together(claims, alpha, power), alpha=alpha, rerun=rerun)
+    if names.count(headline) != 1:
+        raise ValueError(f"headline={headline!r}: allowed the name of exactly one claim, one of {names}")
+    first = _together([claims[names.index(headline)]], alpha, power)
+    decided = first[0][0].outcome if first[0] else first[1][0].outcome
+    others = [claim for claim in claims if claim.name != headline]
+    rest: tuple[list, list] = _together(others, alpha, power) if others else ([], [])
+    if decided not in DECIDED:
+        rest = ([_untested(v) for v in rest[0]], [_untested(m) for m in rest[1]])
+    order = {name: i for i, name in enumerate(names)}
+
+    def ordered(items: list) -> list:
+        return sorted(items, key=lambda v: order[v.name])
+
+    return Judgement(ordered([*first[0], *rest[0]]), ordered([*first[1], *rest[1]]), alpha=alpha,
+                     headline=headline, gate_open=decided in DECIDED, rerun=rerun)
 
 
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:

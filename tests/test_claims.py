@@ -64,8 +64,8 @@ def test_equivalence_with_a_relative_margin_shares_the_error_budget():
     beats = ClaimSpec("RigL - dense", "accuracy", a={"method": "rigl", "density": 0.2}, b={"method": "dense"}, effect=1)
     judged = judge([match, beats], frame)
     dense_mean = 100 * frame[frame.method == "dense"]["accuracy"].mean()
-    assert judged.equivalences[0].margin == pytest.approx(0.05 * dense_mean)
-    assert judged.equivalences[0].family_size == 2 and judged.verdicts[0].alpha == pytest.approx(0.025)
+    assert judged.margins[0].margin == pytest.approx(0.05 * dense_mean)
+    assert judged.margins[0].family_size == 2 and judged.verdicts[0].alpha == pytest.approx(0.025)
     assert set(judged.outcomes) == {"SET matches dense", "RigL - dense"}
 
 
@@ -86,3 +86,40 @@ def test_bad_claim_declarations_are_refused():
         ClaimSpec("x", "m", a={}, b={}, effect=0)
     with pytest.raises(ValueError, match="relative_margin=True"):
         ClaimSpec("x", "m", a={}, b={}, effect=0.1, relative_margin=True)
+
+
+def test_one_headline_is_judged_first_and_glued():
+    headline = ClaimSpec("RigL - dense", "accuracy", a={"method": "rigl", "density": 0.1},
+                         b={"method": "dense"}, effect=1.0, headline=True)
+    others = [ClaimSpec("SET matches or beats dense", "accuracy", a={"method": "set", "density": 0.1},
+                        b={"method": "dense"}, effect=1.0, kind="non-inferiority"),
+              ClaimSpec("RigL - SET, density {density:g}", "accuracy", a={"method": "rigl", "density": AT},
+                        b={"method": "set", "density": AT}, effect=1.0,
+                        over={"density": levels("density", lambda d: d < 1)})]
+    judged = judge([*others, headline], _frame(), rerun="papermill ch.ipynb -y 'seeds: {seeds}'")
+    assert judged.headline == "RigL - dense" and judged.gate_open
+    assert judged.headline_verdict.family_size == 1 and judged.headline_verdict.outcome == stats.REPRODUCED
+    assert [m.kind for m in judged.margins] == ["non-inferiority"] and judged.margins[0].family_size == 3
+    assert judged.margins[0].outcome == stats.REPRODUCED  # SET is 2 points better: it matches or beats
+    assert judged.rerun_line(judged.headline_verdict).startswith("papermill ch.ipynb -y 'seeds: [0, 1")
+    with pytest.raises(ValueError, match="allowed one headline claim per chapter"):
+        judge([headline, headline], _frame())
+    spread = ClaimSpec("RigL - dense at {density:g}", "accuracy", a={"method": "rigl", "density": AT},
+                       b={"method": "dense"}, effect=1.0, over={"density": levels("density", lambda d: d < 1)},
+                       headline=True)
+    with pytest.raises(ValueError, match="headline claim 'RigL - dense at {density:g}': 2 settings"):
+        judge([spread], _frame())
+
+
+def test_the_verdict_block_glues_the_headline(monkeypatch):
+    from dstlib import book
+
+    glued = {}
+    monkeypatch.setattr(book, "glue", lambda name, value, display=True: glued.__setitem__(name, value))
+    headline = ClaimSpec("RigL - dense", "accuracy", a={"method": "rigl", "density": 0.1}, b={"method": "dense"},
+                         effect=1.0, headline=True)
+    table = book.show_verdict(judge([headline], _frame(), rerun="run {seeds}"))
+    assert {"headline_claim", "headline_outcome", "headline_mde", "headline_effect", "headline_seeds",
+            "headline_rerun"} <= set(glued)
+    assert glued["headline_claim"] == "RigL - dense" and glued["headline_mde"] <= glued["headline_effect"]
+    assert table.loc["RigL - dense", "kind"] == "superiority (headline)"

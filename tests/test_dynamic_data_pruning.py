@@ -46,7 +46,7 @@ def test_ratios_are_per_seed_against_full_data():
 
 def test_claims_pair_by_seed_and_the_match_is_an_equivalence():
     judgement = experiments.judge(chapter, _frame())
-    superiority, matches = judgement.verdicts, judgement.equivalences
+    superiority, matches = judgement.verdicts, judgement.margins
     names = [v.name for v in superiority]
     assert names == ["easy-to-hard - random at 70%: WER reduction", "chunk - point dropping: WER reduction",
                      "chunk dropping - full data: log training-time speed-up"]
@@ -58,7 +58,7 @@ def test_claims_pair_by_seed_and_the_match_is_an_equivalence():
     assert match.family_size == 4 and match.margin == pytest.approx(0.1 * 100 * _frame().query(
         "criterion == 'full'")["wer"].mean())
     assert match.outcome == stats.REPRODUCED  # 0.2 points against a margin of about 3
-    far = experiments.judge(chapter, _frame(e2h_gap=8.0)).equivalences
+    far = experiments.judge(chapter, _frame(e2h_gap=8.0)).margins
     assert far[0].outcome == stats.CONTRADICTED
 
 

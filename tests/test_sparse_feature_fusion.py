@@ -252,7 +252,7 @@ def test_verdicts_pair_by_seed_and_split_the_error_budget():
     frame = _frame({("shift", 0.0): 0.500, ("shift", 0.8): 0.505, ("2d", 0.8): 0.40, ("3d", 0.8): 0.60})
     frame["dice"] += np.random.default_rng(0).normal(0, 0.002, len(frame))  # a little spread over seeds
     judgement = experiments.judge(chapter, frame)
-    superiority, matches = judgement.verdicts, judgement.equivalences
+    superiority, matches = judgement.verdicts, judgement.margins
     assert [v.name for v in superiority] == ["depth shift - plain 2-D convolutions (S=0.8): Dice gain"]
     assert superiority[0].effect.estimate == pytest.approx(10.5, abs=0.5) and superiority[0].outcome == "reproduced"
     assert superiority[0].alpha == pytest.approx(0.05 / 3)  # one of three claims

@@ -334,3 +334,102 @@ def test_equivalence_rejects_bad_options_by_name(option, value):
     kwargs = {"margin": 1.0, option: value}
     with pytest.raises(ValueError, match=f"{option}="):
         stats.equivalence("x", [1.0, 2.0], [1.0, 2.5], **kwargs)
+
+
+# ---- non-inferiority: "a matches or beats b" -----------------------------------------------------------
+
+def test_non_inferiority_reproduces_a_match_and_a_win_contradicts_a_clear_loss():
+    rng = np.random.default_rng(3)
+    base = rng.normal(60.0, 1.0, 8)
+    match = stats.non_inferiority("match", base + rng.normal(0.0, 0.1, 8), base, margin=0.5, paired=True,
+                                  units="points")
+    assert match.outcome == stats.REPRODUCED and match.low > -0.5 and match.kind == "non-inferiority"
+    assert "'matches or beats' is reproduced" in match.sentence and "seeds would give 80% power" in match.sentence
+    win = stats.non_inferiority("win", base + 3.0 + rng.normal(0, 0.1, 8), base, margin=0.5, paired=True)
+    assert win.outcome == stats.REPRODUCED
+    loss = stats.non_inferiority("loss", base - 2.0 + rng.normal(0, 0.1, 8), base, margin=0.5, paired=True)
+    assert loss.outcome == stats.CONTRADICTED and loss.high < -0.5
+    noisy = stats.non_inferiority("noisy", base + rng.normal(0, 3.0, 8), base, margin=0.5, paired=True)
+    assert noisy.outcome == stats.INCONCLUSIVE and noisy.mde > 0.5
+    # The same exact match read as superiority by the margin: not reproduced, never "matches".
+    superiority, = stats.judge([stats.Claim("match", match.effect.estimate + base, base, 0.5, paired=True)])
+    assert superiority.outcome != stats.REPRODUCED
+
+
+def test_non_inferiority_at_the_margin_rarely_reproduces():
+    """Calibration: a true a - b of exactly -margin is called 'matches or beats' at most alpha of the time."""
+    rng = np.random.default_rng(4)
+    rate = np.mean([stats.non_inferiority("x", rng.normal(-0.5, 1.0, 6), np.zeros(6), margin=0.5,
+                                          paired=True).outcome == stats.REPRODUCED for _ in range(N_GRIDS // 2)])
+    assert rate <= ALPHA + 2 * MC_MARGIN
+
+
+# ---- seeds for power -----------------------------------------------------------------------------------
+
+def test_seeds_for_power_gives_the_power_it_promises():
+    rng = np.random.default_rng(5)
+    pilot = stats.difference(rng.normal(0, 1.0, 400), np.zeros(400), paired=True)  # sd of a difference ~ 1
+    n = stats.seeds_for_power(pilot, 0.8, alpha=0.05)
+    assert n == stats.seeds_for_power(pilot, 0.8, alpha=0.05, power=0.8) and 12 <= n <= 16  # z-approx: 12.3
+    assert stats.seeds_for_power(pilot, 0.4, alpha=0.05) > 3 * n  # a half-size effect needs ~4x the seeds
+    hits = [stats.difference(rng.normal(0.8, 1.0, n), np.zeros(n), paired=True).p_value < 0.05
+            for _ in range(N_GRIDS // 2)]
+    assert np.mean(hits) >= 0.8 - 2 * MC_MARGIN
+    assert stats.seeds_for_power(stats.difference([1.0, 1.0], [0.0, 0.0], paired=True), 0.5, alpha=0.05) is None
+    assert stats.seeds_for_power(pilot, 1e-4, alpha=0.05) is None  # beyond MAX_SEEDS
+    with pytest.raises(ValueError, match="kind='better'"):
+        stats.seeds_for_power(pilot, 0.8, alpha=0.05, kind="better")
+
+
+# ---- the headline and fixed-sequence gatekeeping -------------------------------------------------------
+
+def _family(rng, headline_truth, seeds=5, others=3, margin_claim=True):
+    dense = rng.normal(0, 1, seeds)
+    claims = [stats.Claim("headline", dense + headline_truth + rng.normal(0, 1, seeds), dense, 1.0, paired=True)]
+    claims += [stats.Claim(f"other {i}", dense + rng.normal(0, 1, seeds), dense, 1.0, paired=True)
+               for i in range(others)]
+    if margin_claim:  # a true a - b at the margin: "matches or beats" is a false claim
+        claims.append(stats.Claim("margin", dense - 1.0 + rng.normal(0, 1, seeds), dense, 1.0, paired=True,
+                                  kind="non-inferiority"))
+    return stats.judge_family(claims, alpha=ALPHA, headline="headline")
+
+
+@pytest.mark.parametrize("headline_truth", [0.0, 3.0])
+def test_gatekeeping_keeps_the_family_wise_error_at_alpha(headline_truth):
+    """Every other claim's null is true; the headline's too (truth 0) or clearly false (truth 3, the gate
+    nearly always opens). A false claim anywhere in the family is rare."""
+    rng = np.random.default_rng(6)
+    errors, opened = [], []
+    families = 1000
+    for _ in range(families):
+        judged = _family(rng, headline_truth)
+        wrong = [v.outcome in stats.DECIDED for v in judged.judged if v.name != "headline"]
+        if headline_truth == 0.0:
+            wrong.append(judged.headline_verdict.outcome in stats.DECIDED)
+        errors.append(any(wrong))
+        opened.append(judged.gate_open)
+    assert np.mean(errors) <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / families)
+    assert np.mean(opened) > (0.9 if headline_truth else 0.0)
+
+
+def test_the_headline_is_tested_alone_first_and_closes_the_gate_when_undecided():
+    rng = np.random.default_rng(7)
+    dense = rng.normal(0, 1, 6)
+    strong = [stats.Claim("other", dense + 5 + rng.normal(0, 0.1, 6), dense, 1.0, paired=True)]
+    open_gate = stats.judge_family([stats.Claim("headline", dense + 2 + rng.normal(0, 0.1, 6), dense, 1.0,
+                                                paired=True), *strong], headline="headline")
+    head = open_gate.headline_verdict
+    assert head.family_size == 1 and head.alpha == ALPHA and open_gate.gate_open
+    assert open_gate.verdicts[1].outcome == stats.REPRODUCED
+    assert open_gate.summary().startswith("Headline claim, tested first at the full 5%: headline: ")
+    no_effect = stats.Claim("headline", dense + np.array([0.05, -0.05, 0.1, -0.1, 0.02, -0.02]), dense, 1.0,
+                            paired=True)  # a mean difference of exactly zero, precisely measured
+    closed = stats.judge_family([no_effect, *strong], headline="headline",
+                                rerun="papermill x.ipynb -y 'seeds: {seeds}'")
+    assert closed.headline_verdict.outcome == stats.NOT_REPRODUCED  # decided against the paper, null kept
+    assert not closed.gate_open and closed.verdicts[1].outcome == stats.INCONCLUSIVE
+    assert closed.verdicts[1].sentence.endswith("not tested.") and "were not tested" in closed.summary()
+    n = closed.headline_verdict.seeds_needed
+    assert closed.rerun_line(closed.headline_verdict) == f"papermill x.ipynb -y 'seeds: {list(range(n))}'"
+    with pytest.raises(ValueError, match="headline='missing': allowed the name of exactly one claim"):
+        stats.judge_family(strong, headline="missing")

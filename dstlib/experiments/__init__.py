@@ -56,10 +56,14 @@ def run(chapter: str | ModuleType, config: Config, data: Any = None):
 
 def judge(chapter: str | ModuleType, frame: pd.DataFrame, *, alpha: float = 0.05):
     """The verdicts of ``chapter``'s ``CLAIMS`` on the records ``frame``: see
-    :func:`dstlib.experiments.claims.judge`."""
+    :func:`dstlib.experiments.claims.judge`; the power lines offer the papermill command that reruns the
+    chapter's notebook in the frame's profile with the seeds a claim needs."""
     from dstlib.experiments import claims
 
-    return claims.judge(_chapter(chapter).CLAIMS, frame, alpha=alpha)
+    module = _chapter(chapter)
+    profile = frame["profile"].iloc[0] if "profile" in frame and len(frame) else "tutorial"
+    rerun = f'papermill {module.SPEC.notebook} rerun.ipynb -p profile {profile} -y "seeds: {{seeds}}"'
+    return claims.judge(module.CLAIMS, frame, alpha=alpha, rerun=rerun)
 
 
 def spec(chapter: str) -> ChapterSpec:

@@ -6,15 +6,20 @@ one seed share the initial weights and the data order):
 
 * ``kind="superiority"``: side ``a`` beats side ``b`` by ``effect`` (the paper's effect, or the book's
   smallest effect of interest, :data:`BOOK_EFFECT`, when the paper gives none; ``reference`` says which);
+* ``kind="non-inferiority"``: side ``a`` matches or beats side ``b``: it is worse by less than ``effect``
+  (the margin), or better;
 * ``kind="equivalence"``: side ``a`` matches side ``b`` within ``effect`` (the margin).
 
 A side is a selector ``{column: value}`` of the records' frame. A claim can repeat over the values of a
 setting found in the frame (``over``, e.g. every sparsity up to 0.5): a selector value :data:`AT` takes
 the setting's value, and the name is formatted with the setting (``"SET - dense, sparsity {sparsity:g}"``).
 
-The whole table is one family with one error budget ``alpha``: the superiority claims share
-``alpha * n_superiority / n`` under Holm's correction, each equivalence is tested at ``alpha / n``
-(Bonferroni); ``n`` counts the claims the run's records can test.
+The whole table is one family with one error budget ``alpha`` (:func:`dstlib.stats.judge_family`). A paper
+chapter marks one claim ``headline=True``, the paper's central claim in the paper's own kind: it is tested
+first at the full ``alpha``, and the other claims only once it is decided (fixed-sequence gatekeeping).
+The other claims share ``alpha``: the superiority claims ``alpha * n_superiority / n`` under Holm's
+correction, each margin claim ``alpha / n`` (Bonferroni); ``n`` counts the claims the run's records can
+test.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ BOOK_EFFECT = 1.0
 BOOK_EFFECT_REFERENCE = "the book's smallest effect of interest"
 PAPER = ""  # ``reference`` of an effect the paper reports
 
-KINDS = ("superiority", "equivalence")
+KINDS = stats.KINDS
 TRANSFORMS = ("identity", "log")
 
 
@@ -82,8 +87,9 @@ class ClaimSpec:
     effect of interest or the equivalence margin, in ``units`` after ``scale`` (100: fractions to points)
     and ``transform`` (``"log"``: ratios, such as a speed-up of 1.6x as ``log(1.6)``); ``reference`` where
     that number comes from (:data:`PAPER`: the paper's own); ``lower_is_better`` turns the comparison round
-    (WER, time: ``b - a``); ``relative_margin`` reads an equivalence margin as a fraction of side ``b``'s
-    mean; ``over`` maps setting names to the function giving their values in the frame.
+    (WER, time: ``b - a``); ``relative_margin`` reads a margin as a fraction of side ``b``'s mean; ``over``
+    maps setting names to the function giving their values in the frame; ``headline`` marks the chapter's
+    one headline claim (one setting at most).
     """
 
     name: str
@@ -99,13 +105,14 @@ class ClaimSpec:
     transform: str = "identity"
     lower_is_better: bool = False
     relative_margin: bool = False
+    headline: bool = False
 
     def __post_init__(self) -> None:
         checks.one_of("kind", self.kind, KINDS)
         checks.one_of("transform", self.transform, TRANSFORMS)
         checks.require(math.isfinite(self.effect) and self.effect > 0, "effect", self.effect, "a finite number > 0")
-        checks.require(not self.relative_margin or self.kind == "equivalence", "relative_margin",
-                       self.relative_margin, "True only for an equivalence")
+        checks.require(not self.relative_margin or self.kind != "superiority", "relative_margin",
+                       self.relative_margin, "True only for a margin claim (equivalence, non-inferiority)")
 
     def settings(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Every combination of the setting values found in ``frame`` (one ``{}`` without ``over``)."""
@@ -142,48 +149,27 @@ def _select(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
     return rows
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """A chapter's verdicts: superiority claims (:class:`dstlib.stats.Verdict`) and equivalences
-    (:class:`dstlib.stats.Equivalence`), in the order of its ``CLAIMS``."""
-
-    verdicts: list[stats.Verdict]
-    equivalences: list[stats.Equivalence]
-    alpha: float
-
-    def __bool__(self) -> bool:
-        return bool(self.verdicts or self.equivalences)
-
-    @property
-    def outcomes(self) -> dict[str, str]:
-        """``{claim name: outcome}`` for every claim."""
-        return {v.name: v.outcome for v in [*self.verdicts, *self.equivalences]}
-
-    def summary(self) -> str:
-        """The verdict paragraph: the superiority family's summary, then each equivalence's sentence."""
-        if not self:
-            return "No claim could be tested with these parameters."
-        parts = [stats.summary(self.verdicts)] if self.verdicts else []
-        return " ".join([*parts, *(match.sentence for match in self.equivalences)])
-
-
-def judge(claims: Sequence[ClaimSpec], frame: pd.DataFrame, *, alpha: float = 0.05) -> Judgement:
+def judge(claims: Sequence[ClaimSpec], frame: pd.DataFrame, *, alpha: float = 0.05,
+          rerun: str = "") -> stats.Judgement:
     """The verdicts of the ``claims`` table on the records ``frame`` (see the module docstring); claims the
-    records cannot test (a side without runs) are left out and do not count in the family."""
-    if frame.empty:
-        return Judgement([], [], alpha)
-    found: list[tuple[ClaimSpec, str, np.ndarray, np.ndarray, float]] = []
-    for spec in claims:
-        for setting in spec.settings(frame):
+    records cannot test (a side without runs) are left out and do not count in the family. ``rerun`` is
+    the command, with ``{seeds}``, that the power lines offer."""
+    headlines = [spec.name for spec in claims if spec.headline]
+    if len(headlines) > 1:
+        raise ValueError(f"CLAIMS headline=True: {headlines}; allowed one headline claim per chapter")
+    found: list[stats.Claim] = []
+    headline = None
+    for spec in claims if not frame.empty else ():
+        settings = spec.settings(frame)
+        if spec.headline and len(settings) > 1:
+            raise ValueError(f"headline claim {spec.name!r}: {len(settings)} settings {settings}; allowed one")
+        for setting in settings:
             a, b, effect = spec.values(frame, setting)
             if len(a):
-                found.append((spec, spec.name.format(**setting), a, b, effect))
-    family = len(found)
-    superiority = [stats.Claim(name, a, b, effect, paired=True, units=spec.units, reference=spec.reference)
-                   for spec, name, a, b, effect in found if spec.kind == "superiority"]
-    share = alpha if len(superiority) == family else alpha * len(superiority) / family
-    verdicts = stats.judge(superiority, alpha=share) if superiority else []
-    equivalences = [stats.equivalence(name, a, b, effect, paired=True, alpha=alpha, family_size=family,
-                                      units=spec.units)
-                    for spec, name, a, b, effect in found if spec.kind == "equivalence"]
-    return Judgement(verdicts, equivalences, alpha)
+                name = spec.name.format(**setting)
+                found.append(stats.Claim(name, a, b, effect, paired=True, units=spec.units,
+                                         reference=spec.reference, kind=spec.kind))
+                headline = name if spec.headline else headline
+    if not found:
+        return stats.Judgement([], [], alpha)
+    return stats.judge_family(found, alpha=alpha, headline=headline, rerun=rerun)
