@@ -55,7 +55,9 @@ def test_claims_pair_by_seed_and_the_match_is_an_equivalence():
     assert superiority[2].paper_effect == pytest.approx(np.log(chapter.PAPER_SPEEDUP))
     assert "(the book's smallest effect of interest)" in superiority[0].sentence
     (match,) = matches
-    assert match.family_size == 4 and match.margin == pytest.approx(0.1 * 100 * _frame().query(
+    assert judgement.headline == match.name and judgement.gate_open
+    assert match.family_size == 1 and {v.alpha for v in superiority} == {0.05}  # the three after it share 5%
+    assert match.margin == pytest.approx(0.1 * 100 * _frame().query(
         "criterion == 'full'")["wer"].mean())
     assert match.outcome == stats.REPRODUCED  # 0.2 points against a margin of about 3
     far = experiments.judge(chapter, _frame(e2h_gap=8.0)).margins

@@ -192,9 +192,12 @@ def _frame(seeds=5, dsn=85.0, gaps=(5.0, 12.0, 4.0, 18.0)):
 
 
 def test_claims_are_dsn_against_each_baseline_paired_by_seed():
-    judged = experiments.judge(chapter, _frame()).verdicts
-    assert [v.name for v in judged] == ["motifs: DSN - dense large kernel", "motifs: DSN - dense small kernel",
-                                        "motifs: DSN - DST without regions", "motifs: DSN - static regions"]
+    judgement = experiments.judge(chapter, _frame())
+    judged = judgement.verdicts
+    assert [v.name for v in judged] == [f"motifs: DSN - {what} (the book's ablation)" for what in (
+        "dense large kernel", "dense small kernel", "DST without regions", "static regions")]
+    headline = judgement.headline_verdict
+    assert headline.kind == "non-inferiority" and headline.outcome == stats.REPRODUCED and judgement.gate_open
     assert [v.effect.estimate for v in judged] == pytest.approx([5.0, 12.0, 4.0, 18.0], abs=1.0)
     assert all(v.outcome == stats.REPRODUCED and v.family_size == 4 for v in judged)
     assert "(the book's smallest effect of interest)" in judged[0].sentence

@@ -142,19 +142,21 @@ def _frame(gap_set=3.0, gap_uniform=-5.0, seeds=4):
 def test_claims_pair_by_seed_in_the_right_setting():
     frame = _frame()
     judgement = experiments.judge(chapter, frame)
-    claims = {v.name: v for v in judgement.verdicts}
+    claims = {v.name: v for v in judgement.judged}
     sides = {spec.name.format(**setting): spec.values(frame, setting)[:2]
              for spec in chapter.CLAIMS for setting in spec.settings(frame)}
-    assert set(sides) == set(claims) == {"SET - dense, EL2N-hard 30%, sparsity 0.9",
-                                         "SNIP - dense, EL2N-hard 30%, sparsity 0.9",
+    assert set(sides) == set(claims) == {"SET matches or beats dense, EL2N-hard 30%, sparsity 0.9",
+                                         "SNIP matches or beats dense, EL2N-hard 30%, sparsity 0.9",
                                          "ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9",
                                          "SET - dense, corrupted (accuracy), sparsity 0.9",
                                          "SET - dense, adversarial (robust accuracy), sparsity 0.9"}
+    assert judgement.headline == "SET matches or beats dense, EL2N-hard 30%, sparsity 0.9"
+    assert [m.kind for m in judgement.margins] == ["non-inferiority"] * 2
     erk = sides["ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9"]
     assert np.subtract(*erk).tolist() == pytest.approx([5.0] * 4)
     robust = sides["SET - dense, adversarial (robust accuracy), sparsity 0.9"]
     assert np.subtract(*robust).tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0])
-    assert all(c.paper_effect == BOOK_EFFECT for c in claims.values())
+    assert all(getattr(c, "paper_effect", getattr(c, "margin", None)) == BOOK_EFFECT for c in claims.values())
     sentence = claims["ERK - uniform random masks, EL2N-hard 30%, sparsity 0.9"].sentence
     assert "(the book's smallest effect of interest)" in sentence and "in the paper" not in sentence
 

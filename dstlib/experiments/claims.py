@@ -68,14 +68,19 @@ def levels(column: str, keep: Callable[[Any], bool] | None = None, **where: Any)
     return values
 
 
-def largest(column: str, **where: Any) -> Levels:
-    """The largest value of ``column`` among the rows matching ``where`` (none when there is no row)."""
-    return lambda frame: levels(column, **where)(frame)[-1:]
+def largest(column: str, keep: Callable[[Any], bool] | None = None, **where: Any) -> Levels:
+    """The largest value of ``column`` among :func:`levels` (none when there is no row)."""
+    return lambda frame: levels(column, keep, **where)(frame)[-1:]
 
 
-def smallest(column: str, **where: Any) -> Levels:
-    """The smallest value of ``column`` among the rows matching ``where`` (none when there is no row)."""
-    return lambda frame: levels(column, **where)(frame)[:1]
+def smallest(column: str, keep: Callable[[Any], bool] | None = None, **where: Any) -> Levels:
+    """The smallest value of ``column`` among :func:`levels` (none when there is no row)."""
+    return lambda frame: levels(column, keep, **where)(frame)[:1]
+
+
+def other_than(chosen: Levels, among: Levels) -> Levels:
+    """The values of ``among`` that ``chosen`` does not give (the claim's other settings, beside a headline)."""
+    return lambda frame: [value for value in among(frame) if value not in chosen(frame)]
 
 
 @dataclass(frozen=True)

@@ -372,13 +372,19 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
 
 
 def by_seed(frame: pd.DataFrame, metric: str, scale: float = 100.0, **where: Any) -> pd.Series:
-    """``metric`` (times ``scale``, e.g. accuracy in points) of the runs matching ``where``, indexed by seed."""
+    """``metric`` (times ``scale``, e.g. accuracy in points) of the runs matching ``where``, indexed by seed.
+
+    A ``where`` value that is a tuple matches any of its values. Several runs of one seed (a tuple, or a
+    setting ``where`` leaves open, such as every dataset) give their mean, one contrast that averages
+    them; a seed that lacks some of the runs the others have is left out."""
     rows = frame
     if metric not in rows or "seed" not in rows or any(key not in rows for key in where):
         return pd.Series(dtype=float)
     for key, value in where.items():
-        rows = rows[rows[key] == value]
-    return (rows.set_index("seed")[metric] * scale).sort_index()
+        rows = rows[rows[key].isin(value) if isinstance(value, tuple) else rows[key] == value]
+    grouped = rows.groupby("seed")[metric]
+    counts = grouped.count()
+    return (grouped.mean()[counts == counts.max()] * scale).sort_index()
 
 
 def paired_values(frame: pd.DataFrame, metric: str, first: Mapping[str, Any], second: Mapping[str, Any],

@@ -116,12 +116,18 @@ SPEC = ChapterSpec(
 
 
 def paper_claims(effect: float) -> list[ClaimSpec]:
-    """The paper's claim: every DST method beats dense in robustness accuracy at every sparsity up to
-    :data:`CLAIM_MAX_SPARSITY` (paired by seed), by ``effect`` points."""
-    return [ClaimSpec(f"{method_label(method)} - dense, sparsity {{sparsity:g}}", "robustness_accuracy",
-                      a={"method": method, "sparsity": AT}, b={"method": "dense"}, effect=effect,
-                      over={"sparsity": levels("sparsity", lambda s: 0 < s <= CLAIM_MAX_SPARSITY)})
-            for method in CHAPTER_METHODS if method != "dense"]
+    """The paper's claim: DST beats dense in robustness accuracy at low sparsity, by ``effect`` points
+    (paired by seed). The headline is the claim as the paper makes it, about DST as a whole: the mean of
+    the DST methods run, minus dense, at the lowest sparsity tested in the paper's range; then each
+    method at every sparsity up to :data:`CLAIM_MAX_SPARSITY`."""
+    low = levels("sparsity", lambda s: 0 < s <= CLAIM_MAX_SPARSITY)
+    dst = tuple(method for method in CHAPTER_METHODS if method != "dense")
+    headline = ClaimSpec("DST (mean of its methods) - dense, sparsity {sparsity:g}", "robustness_accuracy",
+                         a={"method": dst, "sparsity": AT}, b={"method": "dense"}, effect=effect,
+                         over={"sparsity": lambda frame: low(frame)[:1]}, headline=True)
+    return [headline, *(ClaimSpec(f"{method_label(method)} - dense, sparsity {{sparsity:g}}", "robustness_accuracy",
+                                  a={"method": method, "sparsity": AT}, b={"method": "dense"}, effect=effect,
+                                  over={"sparsity": low}) for method in dst)]
 
 
 # Judged against the CIFAR-10-C effect; CLAIMS_CIFAR100 asks the same about the CIFAR-100-C one (the

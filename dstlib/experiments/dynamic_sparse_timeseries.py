@@ -182,17 +182,23 @@ SPEC = ChapterSpec(
     },
 )
 
-# DSN against each baseline, per dataset, paired by seed, all in one Holm family: the paper gives no size
-# for these comparisons (its baselines are other architectures), so each is tested against the book's
-# effect of interest. FLOPs are measured, not tested: they are deterministic (:func:`cost_table`).
-BASELINES = {"dense_large": "dense large kernel",     # the paper: state-of-the-art accuracy
+# The paper's claim is state-of-the-art accuracy against other architectures at under half their cost; the
+# chapter trains one architecture, so its headline is the closest claim inside it: DSN matches or beats the
+# dense large kernel it sparsifies (non-inferiority within the book's effect of interest, the mean over the
+# datasets, paired by seed) at a fraction of its FLOPs (measured, not tested: they are deterministic, see
+# :func:`cost_table`). The comparisons per dataset are the book's ablations: DSN against each baseline,
+# tested against the book's effect of interest (the paper gives no size for them).
+BASELINES = {"dense_large": "dense large kernel",     # the headline's baseline
              "dense_small": "dense small kernel",     # the receptive field matters
              "unconstrained": "DST without regions",  # the regions matter
              "static_regions": "static regions"}      # the weights' moves matter
-CLAIMS = [ClaimSpec(f"{{dataset}}: DSN - {what}", "accuracy", a={"dataset": AT, "variant": "dsn"},
-                    b={"dataset": AT, "variant": other}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE,
-                    over={"dataset": levels("dataset")})
-          for other, what in BASELINES.items()]
+CLAIMS = [ClaimSpec("DSN matches or beats the dense large kernel (mean over the datasets)", "accuracy",
+                    a={"variant": "dsn"}, b={"variant": "dense_large"}, effect=BOOK_EFFECT,
+                    reference=BOOK_EFFECT_REFERENCE, kind="non-inferiority", headline=True),
+          *(ClaimSpec(f"{{dataset}}: DSN - {what} (the book's ablation)", "accuracy",
+                      a={"dataset": AT, "variant": "dsn"}, b={"dataset": AT, "variant": other}, effect=BOOK_EFFECT,
+                      reference=BOOK_EFFECT_REFERENCE, over={"dataset": levels("dataset")})
+            for other, what in BASELINES.items())]
 
 
 # ----------------------------------------------------------------------------------------- data

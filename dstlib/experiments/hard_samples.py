@@ -191,17 +191,19 @@ SPEC = ChapterSpec(
     },
 )
 
-# The paper reports accuracy-versus-sparsity curves without tables, so every claim "A matches or beats B"
-# is tested against the book's smallest effect of interest. On the hardest (EL2N) subset at the smallest
-# data ratio and the highest sparsity: SET and SNIP match or beat dense, and random masks with ERK
-# densities beat random masks with uniform densities; trained and tested on corrupted images, SET beats
-# dense at every robust sparsity; adversarially trained, SET has the higher robust accuracy at every one.
+# The paper reports accuracy-versus-sparsity curves without tables, so every margin and effect is the
+# book's smallest effect of interest. On the hardest (EL2N) subset at the smallest data ratio and the
+# highest sparsity: SET and SNIP match or beat dense (non-inferiority: worse by less than the margin, or
+# better; the paper's words), SET's being the headline; random masks with ERK densities beat random masks
+# with uniform densities; trained and tested on corrupted images, SET beats dense at every robust
+# sparsity; adversarially trained, SET has the higher robust accuracy at every one.
 _HARD = {"setting": "el2n", "data_ratio": AT}
 _HARDEST = {"data_ratio": smallest("data_ratio", setting="el2n"), "sparsity": largest("sparsity", setting="el2n")}
 _BOOK = {"effect": BOOK_EFFECT, "reference": BOOK_EFFECT_REFERENCE}
 CLAIMS = [
-    *(ClaimSpec(f"{method_label(method)} - dense, EL2N-hard {{data_ratio:.0%}}, sparsity {{sparsity:g}}", "accuracy",
-                a={**_HARD, "method": method, "sparsity": AT}, b={**_HARD, "method": "dense"}, over=_HARDEST, **_BOOK)
+    *(ClaimSpec(f"{method_label(method)} matches or beats dense, EL2N-hard {{data_ratio:.0%}}, sparsity {{sparsity:g}}",
+                "accuracy", a={**_HARD, "method": method, "sparsity": AT}, b={**_HARD, "method": "dense"},
+                over=_HARDEST, kind="non-inferiority", headline=method == "set", **_BOOK)
       for method in ("set", "snip")),
     ClaimSpec("ERK - uniform random masks, EL2N-hard {data_ratio:.0%}, sparsity {sparsity:g}", "accuracy",
               a={**_HARD, "method": "erk_random", "sparsity": AT},

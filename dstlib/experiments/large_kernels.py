@@ -168,7 +168,7 @@ SPEC = ChapterSpec(
 # ERF is wider than the 7x7 one (contribution-weighted mean distance from the centre, in pixels).
 CLAIMS = [
     ClaimSpec("SLaK - 7x7 dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "small"},
-              effect=PAPER_SLAK_VS_CONVNEXT),
+              effect=PAPER_SLAK_VS_CONVNEXT, headline=True),
     ClaimSpec("SLaK - MxM dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "large"},
               effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
     ClaimSpec("sparse + wider - dense decomposed: accuracy", "accuracy", a={"variant": "slak"},

@@ -129,7 +129,7 @@ CLAIMS = [
               over=_AT_LARGEST),
     ClaimSpec("DSFF S={sparsity:g} vs dense fusion: Dice", "dice", a=_SHIFT_SPARSE,
               b={"conv_mode": "shift", "sparsity": 0.0}, effect=EQUIVALENCE_MARGIN, kind="equivalence",
-              over=_AT_LARGEST),
+              over=_AT_LARGEST, headline=True),
     ClaimSpec("depth shift vs 3x3x3 convolutions (S={sparsity:g}): Dice", "dice", a=_SHIFT_SPARSE,
               b={"conv_mode": "3d", "sparsity": AT}, effect=EQUIVALENCE_MARGIN, kind="equivalence",
               over=_AT_LARGEST),
