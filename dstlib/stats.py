@@ -661,7 +661,7 @@ def _together(claims: Sequence[Claim], alpha: float, power: float) -> tuple[list
     """One family at ``alpha``: the superiority claims share ``alpha * n_superiority / n`` under Holm, each
     margin claim is tested at ``alpha / n`` (Bonferroni)."""
     superiority = [claim for claim in claims if claim.kind == "superiority"]
-    share = alpha * len(superiority) / len(claims)
+    share = alpha if len(superiority) == len(claims) else alpha * len(superiority) / len(claims)
     verdicts = judge(superiority, alpha=share, power=power) if superiority else []
     margins = [_margin_test(claim.kind, claim.name, claim.a, claim.b, claim.paper_effect, paired=claim.paired,
                             alpha=alpha, family_size=len(claims), units=claim.units, power=power)
