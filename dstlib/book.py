@@ -48,6 +48,22 @@ def verdict_table(judgement: Judgement) -> pd.DataFrame:
     return table.set_index("claim").round(2)
 
 
+def headline_glue(judgement: Judgement) -> dict[str, Any]:
+    """The headline claim's values for the page: ``claim`` (its name), ``outcome``, ``estimate``, ``effect``
+    (its effect of interest or margin), ``mde`` (its smallest detectable effect) and ``power`` (a sentence:
+    the seeds that would give 80% power and the command that runs them); NaN and "no headline claim was
+    tested" when the records cannot test one."""
+    headline = judgement.headline_verdict
+    if headline is None:
+        return {"claim": "no headline claim was tested", "outcome": "not tested", "estimate": np.nan,
+                "effect": np.nan, "mde": np.nan, "power": ""}
+    effect = headline.paper_effect if isinstance(headline, stats.Verdict) else headline.margin
+    power = (f"{headline.seeds_needed} seeds would give 80% power at this spread: {judgement.rerun_line(headline)}"
+             if headline.seeds_needed is not None else "The spread over seeds is undefined: no seed count follows.")
+    return {"claim": headline.name, "outcome": headline.outcome, "estimate": float(headline.effect.estimate),
+            "effect": float(effect), "mde": float(headline.mde), "power": power}
+
+
 def show_verdict(judgement: Judgement) -> pd.DataFrame:
     """Glue a chapter's verdict block and return its table (the cell's result):
 
@@ -56,9 +72,8 @@ def show_verdict(judgement: Judgement) -> pd.DataFrame:
     * ``table_verdicts``: :func:`verdict_table` (not displayed: it is the cell's result);
     * ``n_claims``, ``mde_low``, ``mde_high``: the claims tested and the range of their minimum detectable
       effects; ``effect_of_interest``: the book's smallest effect of interest;
-    * with a headline claim: ``headline_claim``, ``headline_outcome``, ``headline_effect`` (its effect of
-      interest or margin), ``headline_mde`` (its smallest detectable effect), ``headline_estimate``,
-      ``headline_seeds`` (seeds for 80% power) and ``headline_rerun`` (the command that runs them).
+    * ``headline_claim``, ``headline_outcome``, ``headline_estimate``, ``headline_effect``,
+      ``headline_mde`` and ``headline_power``: see :func:`headline_glue`.
     """
     verdicts = judgement.verdicts
     glue("fig_forest", plotting.forest(verdicts) if verdicts else plt.figure())
@@ -70,11 +85,6 @@ def show_verdict(judgement: Judgement) -> pd.DataFrame:
     glue("mde_low", float(min(mdes, default=np.nan)), display=False)
     glue("mde_high", float(max(mdes, default=np.nan)), display=False)
     glue("effect_of_interest", BOOK_EFFECT, display=False)
-    headline = judgement.headline_verdict
-    if headline is not None:
-        effect = headline.paper_effect if isinstance(headline, stats.Verdict) else headline.margin
-        for name, value in {"claim": headline.name, "outcome": headline.outcome, "effect": float(effect),
-                            "mde": float(headline.mde), "estimate": float(headline.effect.estimate),
-                            "seeds": headline.seeds_needed or 0, "rerun": judgement.rerun_line(headline)}.items():
-            glue(f"headline_{name}", value, display=False)
+    for name, value in headline_glue(judgement).items():
+        glue(f"headline_{name}", value, display=False)
     return table

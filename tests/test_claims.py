@@ -119,7 +119,16 @@ def test_the_verdict_block_glues_the_headline(monkeypatch):
     headline = ClaimSpec("RigL - dense", "accuracy", a={"method": "rigl", "density": 0.1}, b={"method": "dense"},
                          effect=1.0, headline=True)
     table = book.show_verdict(judge([headline], _frame(), rerun="run {seeds}"))
-    assert {"headline_claim", "headline_outcome", "headline_mde", "headline_effect", "headline_seeds",
-            "headline_rerun"} <= set(glued)
+    assert {"headline_claim", "headline_outcome", "headline_mde", "headline_effect", "headline_estimate",
+            "headline_power"} <= set(glued)
+    assert "seeds would give 80% power at this spread: run [0, 1" in glued["headline_power"]
     assert glued["headline_claim"] == "RigL - dense" and glued["headline_mde"] <= glued["headline_effect"]
     assert table.loc["RigL - dense", "kind"] == "superiority (headline)"
+
+
+def test_a_page_without_a_testable_headline_still_glues_it():
+    from dstlib import book
+
+    values = book.headline_glue(judge([ClaimSpec("x", "accuracy", a={"method": "none"}, b={"method": "dense"},
+                                                 effect=1.0, headline=True)], _frame()))
+    assert values["outcome"] == "not tested" and math.isnan(values["mde"])
