@@ -89,7 +89,10 @@ SPEC = ChapterSpec(
     knobs=KNOBS,
     # The engine settings of the authors' ITOP/GraNet CIFAR code (the paper publishes none of its own): ERK,
     # drop fraction 0.5 cosine-annealed over the whole run to 0.005, GraNet pruning from density 0.8 (see
-    # dstlib.experiments.common.method_options) until half of training (its CIFAR scripts: epoch 80 of 160).
+    # dstlib.experiments.common.method_options) until half of training (its CIFAR scripts: epoch 80 of 160;
+    # the paper profile keeps the fraction over ITOP's 250 epochs, so GraNet prunes until epoch 125, a
+    # mix of the two scripts). One regrowth variant each, where the paper runs both: MEST with random
+    # regrowth (MEST's own), GraNet with gradient regrowth (GraNet's).
     # The book's regime for a few CPU epochs: digits, a small CNN and a cosine LR schedule instead of the
     # code's steps.
     defaults={"distribution": "erk", "drop_fraction": 0.5, "drop_fraction_min": 0.005, "update_end": 1.0,
