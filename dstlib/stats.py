@@ -153,6 +153,7 @@ class Verdict:
     units: str
     sentence: str
     seeds_needed: int | None = None
+    reference: str = ""
 
 
 def _check_probability(name: str, value: float) -> float:
@@ -473,7 +474,7 @@ def judge(claims: Sequence[Claim], *, alpha: float = 0.05, level: float = 0.95, 
         sentence = _sentence(claim.name, effect, units=claim.units, reference=claim.reference, power=power,
                              **numbers)
         verdicts.append(Verdict(name=claim.name, effect=effect, alpha=alpha, family_size=family_size,
-                                units=claim.units, sentence=sentence, **numbers))
+                                units=claim.units, sentence=sentence, reference=claim.reference, **numbers))
     return verdicts
 
 
@@ -504,6 +505,7 @@ class MarginVerdict:
     kind: str = "equivalence"
     seeds_needed: int | None = None
     mde: float = float("nan")
+    reference: str = ""
 
 
 def _power_quantile(kind: str, alpha: float, power: float, dof: float | np.ndarray) -> float | np.ndarray:
@@ -514,7 +516,7 @@ def _power_quantile(kind: str, alpha: float, power: float, dof: float | np.ndarr
 
 
 def _margin_test(kind: str, name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool,
-                 alpha: float, family_size: int, units: str, power: float = 0.8) -> MarginVerdict:
+                 alpha: float, family_size: int, units: str, power: float = 0.8, reference: str = "") -> MarginVerdict:
     alpha = _check_probability("alpha", alpha)
     if not (np.isfinite(margin) and margin > 0):
         raise ValueError(f"margin={margin!r}: allowed a finite number > 0")
@@ -554,7 +556,7 @@ def _margin_test(kind: str, name: str, a: Sequence[float], b: Sequence[float], m
                 + _power_text(seeds, power))
     return MarginVerdict(name=name, effect=effect, margin=float(margin), alpha=alpha, family_size=family_size,
                          low=effect.low, high=effect.high, level=effect.level, outcome=outcome, units=units,
-                         sentence=sentence, kind=kind, seeds_needed=seeds, mde=mde)
+                         sentence=sentence, kind=kind, seeds_needed=seeds, mde=mde, reference=reference)
 
 
 def equivalence(name: str, a: Sequence[float], b: Sequence[float], margin: float, *, paired: bool = False,
@@ -664,7 +666,8 @@ def _together(claims: Sequence[Claim], alpha: float, power: float) -> tuple[list
     share = alpha if len(superiority) == len(claims) else alpha * len(superiority) / len(claims)
     verdicts = judge(superiority, alpha=share, power=power) if superiority else []
     margins = [_margin_test(claim.kind, claim.name, claim.a, claim.b, claim.paper_effect, paired=claim.paired,
-                            alpha=alpha, family_size=len(claims), units=claim.units, power=power)
+                            alpha=alpha, family_size=len(claims), units=claim.units, power=power,
+                            reference=claim.reference)
                for claim in claims if claim.kind != "superiority"]
     return verdicts, margins
 

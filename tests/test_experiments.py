@@ -220,3 +220,19 @@ def test_a_glued_figure_is_shown_once():
     fig = plt.figure()
     book.glue("fig_test", fig, display=False)
     assert fig.number not in plt.get_fignums()  # closed: the inline backend will not draw it a second time
+
+
+@pytest.mark.slow
+def test_the_scorecard_reads_the_records_and_names_a_chapter_not_run(tmp_path, monkeypatch):
+    from dstlib.experiments import scorecard
+
+    monkeypatch.setattr(experiments, "names", lambda: ["dst_from_scratch", "large_kernels"])
+    config = experiments.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path), progress=False)
+    experiments.run("dst_from_scratch", config)
+    card = scorecard.scorecard("smoke", out_dir=str(tmp_path))
+    ours = card[card["chapter"] == experiments.spec("dst_from_scratch").title]
+    judged = experiments.judge("dst_from_scratch", experiments.run("dst_from_scratch", config).frame)
+    assert list(ours["claim"]) == [v.name for v in judged.judged] and ours["headline"].sum() == 1
+    assert list(ours["outcome"]) == [v.outcome for v in judged.judged]
+    other = card[card["chapter"] == experiments.spec("large_kernels").title]
+    assert len(other) == 1 and other["outcome"].item() == "not run" and "have no record" in other["claim"].item()

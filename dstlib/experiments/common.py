@@ -261,6 +261,28 @@ def record_settings(config: Config, knobs: Mapping[str, Knob]) -> dict[str, Any]
             if key not in PRESENTATION_KNOBS and not (key in knobs and knobs[key].axis)}
 
 
+def record_paths(config: Config, point: Mapping[str, Any]) -> tuple[str, Path, Path]:
+    """``(record id, record path, extras path)`` of one grid point: the id depends on the chapter, the
+    profile, the point, the settings of :func:`record_settings` and the world size."""
+    from dstlib import experiments
+
+    knobs = experiments.spec(config.chapter).all_knobs()
+    settings = {**record_settings(config, knobs), "world_size": distributed_context().world_size}
+    record_id = results.run_id(config.chapter, config.profile, point_params(point), settings)
+    folder = results.results_root(config.out_dir) / config.chapter
+    return record_id, folder / f"{record_id}.json", folder / f"{record_id}.extras.pt"
+
+
+def read_back(path: Path, extras_path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The record at ``path`` and its extras when the same code wrote it, else ``None``."""
+    if not path.exists():
+        return None
+    record = results.read_records(path)[0]
+    if record["provenance"].get("code") != code_fingerprint():
+        return None
+    return record, torch.load(extras_path, weights_only=False) if extras_path.exists() else {}
+
+
 def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping[str, Any], Path], Outcome], *,
               say: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and evaluate one grid point through ``train(params, checkpoint_path)`` and write its record.
@@ -272,24 +294,16 @@ def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping
     the checkpoint is removed once the record is written. ``say`` gets one line when a point is skipped
     or resumed.
     """
-    from dstlib import experiments
-
     params = point_params(point)
     context = distributed_context()
-    knobs = experiments.spec(config.chapter).all_knobs()
-    settings = {**record_settings(config, knobs), "world_size": context.world_size}
-    record_id = results.run_id(config.chapter, config.profile, params, settings)
-    folder = results.results_root(config.out_dir) / config.chapter
-    path, extras_path = folder / f"{record_id}.json", folder / f"{record_id}.extras.pt"
-    checkpoint = folder / "checkpoints" / f"{record_id}.pt"
+    record_id, path, extras_path = record_paths(config, point)
+    checkpoint = path.parent / "checkpoints" / f"{record_id}.pt"
     shown = ", ".join(f"{k}={v}" for k, v in point.items())
-    if path.exists():
-        record = results.read_records(path)[0]
-        if record["provenance"].get("code") == code_fingerprint():
-            if context.is_main:
-                say(f"skip   {shown}: its record exists ({path.name})")
-            extras = torch.load(extras_path, weights_only=False) if extras_path.exists() else {}
-            return record, extras
+    found = read_back(path, extras_path)
+    if found is not None:
+        if context.is_main:
+            say(f"skip   {shown}: its record exists ({path.name})")
+        return found
     if checkpoint.exists() and context.is_main:
         say(f"resume {shown} from its checkpoint ({checkpoint.name})")
     started = time.perf_counter()
@@ -334,7 +348,8 @@ class Chapter(Protocol):
     * ``points(config)``: its grid, a list of dicts (each one run and one record);
     * ``train_one(config, point, data, checkpoint) -> Outcome``: one run;
     * ``CLAIMS``: its claims (:class:`dstlib.experiments.claims.ClaimSpec`), judged by
-      :func:`dstlib.experiments.claims.judge`.
+      :func:`dstlib.experiments.claims.judge` on the records' frame, or on ``judged_frame(result)`` where
+      a chapter defines one (chapter 8: its claims read the benchmark and training parts together).
     """
 
     SPEC: ChapterSpec
@@ -369,6 +384,20 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
             result.extras.append(extras)
             bar.update()
     return result
+
+
+def recorded(chapter: Chapter, config: Config) -> tuple[ChapterResult, list[dict[str, Any]]]:
+    """The records of ``chapter``'s grid for ``config`` that the same code already wrote, and the points
+    that have none: reads, never trains (a book page that gathers the chapters' results)."""
+    result, missing = ChapterResult(config), []
+    for point in chapter.points(config):
+        found = read_back(*record_paths(config, point)[1:])
+        if found is None:
+            missing.append(dict(point))
+        else:
+            result.records.append(found[0])
+            result.extras.append(found[1])
+    return result, missing
 
 
 def by_seed(frame: pd.DataFrame, metric: str, scale: float = 100.0, **where: Any) -> pd.Series:

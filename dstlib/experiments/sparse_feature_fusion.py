@@ -40,9 +40,9 @@ from dstlib.train import fit
 CLIP_GRAD_NORM = 12.0  # nnU-Net's gradient-norm clip
 FLOWS = ("forward", "upward", "downward")
 # The paper's ablation reports equal mDice with and without DSFF (90.2 both) and with 3x3x3 convolutions in
-# place of the depth shift (90.1 against the ablation's own shift + DSFF row, 90.2): "matches" is tested as equivalence within this many Dice points, the
-# book's margin. "The shift beats plain 2-D convolutions" has no published size: tested against the book's
-# smallest effect of interest.
+# place of the depth shift (90.1 against the ablation's own shift + DSFF row, 90.2): "matches" is tested as
+# equivalence within this many Dice points, the book's margin. "The shift beats plain 2-D convolutions" has
+# no published size: tested against the book's smallest effect of interest.
 EQUIVALENCE_MARGIN = 2.0
 DATASETS = ("synthetic_volumes", "msd_task09_spleen", "amos22_ct", "btcv", "msd_task01_brats")
 

@@ -420,6 +420,11 @@ CLAIMS = [
 ]
 
 
+def judged_frame(result: Any) -> pd.DataFrame:
+    """What :data:`CLAIMS` read from a run's :class:`~dstlib.experiments.common.ChapterResult`."""
+    return claims_frame(benchmark_frame(result.records), training_frame(result.records), result.config.method)
+
+
 def claims_frame(bench: pd.DataFrame, training: pd.DataFrame, method: str = "rigl") -> pd.DataFrame:
     """The frame :data:`CLAIMS` read (``experiments.judge(chapter, claims_frame(...))``): the benchmark rows
     (:func:`benchmark_frame`) and the training rows (:func:`training_frame`) one below the other, with
