@@ -4,6 +4,7 @@
     python -m dstlib run dst_from_scratch --profile tutorial --set densities=0.1,0.05 --set seeds=0
     torchrun --nproc_per_node=4 -m dstlib run corruption_robustness --profile paper
     python -m dstlib sweep dst_from_scratch --profile smoke --grid lr=0.01,0.05 --grid seeds=0,1
+    python -m dstlib pilot large_kernels
 
 ``run`` writes one JSON record per training run under ``--out`` (default ``results/``) and prints the
 summary table. ``sweep`` executes the chapter notebook with papermill once per grid point (a list knob
@@ -11,7 +12,9 @@ such as ``seeds`` takes one element per point), skips points whose executed note
 and gathers every record into ``<out>/<chapter>/sweep/table.csv``. A point whose notebook raises is
 reported in one line (the notebook's error), its notebook is removed and the sweep goes on with the
 other points; the command then exits 1. Ctrl-C prints what is kept and exits 130; the same command
-resumes.
+resumes. ``pilot`` trains the candidate tutorial regimes a chapter declares (its ``PILOT``) on the
+pilot's seeds and writes the table the chapter shows, ``book/pilots/<chapter>.csv``
+(:mod:`dstlib.experiments.pilot`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                        help="override a knob (repeatable); lists are comma-separated")
         p.add_argument("--out", default=None, help="results folder (default: results/ at the repository root)")
+    pilot = sub.add_parser("pilot", help="train a chapter's candidate tutorial regimes and write its pilot table")
+    pilot.add_argument("chapter", help="a chapter that declares PILOT: " + ", ".join(
+        name for name in experiments.names() if hasattr(experiments.module(name), "PILOT")))
+    pilot.add_argument("--out", default=None, help="results folder (default: results/ at the repository root)")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                        help="a grid axis (repeatable); for list knobs each value is a one-element list")
     return parser
@@ -144,7 +151,7 @@ def interrupted(chapter: str, out: str | None) -> str:
     """The line printed on Ctrl-C: what is kept, and how to resume."""
     folder = results.results_root(out) / chapter
     done = len([p for p in folder.glob("*.json")]) if folder.is_dir() else 0
-    return (f"interrupted: {done} finished records kept in {folder}, and the interrupted point's last checkpoint "
+    return (f"interrupted: {done} finished records kept in {folder}, and the last checkpoint of each interrupted point "
             f"in {folder / 'checkpoints'}; run the same command again to resume (finished points are not redone)")
 
 
@@ -156,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return run_chapter(args.chapter, args.profile, args.assignments, args.out)
+        if args.command == "pilot":
+            from dstlib.experiments.pilot import pilot_path, run_pilot
+
+            print(run_pilot(args.chapter, out_dir=args.out).to_string(index=False))
+            print(f"pilot table -> {pilot_path(args.chapter)}")
+            return 0
         return sweep(args.chapter, args.profile, args.assignments, args.grid, args.out)
     except (ValueError, FileNotFoundError) as error:  # bad input, or a dataset not available offline
         print(f"error: {error}", file=sys.stderr)

@@ -135,9 +135,12 @@ COMMON_KNOBS: dict[str, Knob] = {
     "out_dir": Knob("folder for result records; None = results/ at the repository root", str, optional=True,
                     default=None),
     "progress": Knob("show one progress bar over the chapter's runs (points done, time left)", bool, default=True),
+    "workers": Knob("grid points trained at once on a CPU, each in a process with its share of the torch "
+                    "threads (the same records as 1, which trains them one after another here)", int, low=1,
+                    default=2),
 }
-# Knobs that say where and how a run is shown, not what it computes: no record depends on them.
-PRESENTATION_KNOBS = ("device", "out_dir", "progress")
+# Knobs that say where and how a run is done and shown, not what it computes: no record depends on them.
+PRESENTATION_KNOBS = ("device", "out_dir", "progress", "workers")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dstlib import checks
 Batch = Mapping[str, Any]
 
 
-class Task(Protocol):
+class TaskView(Protocol):
     """What a metric reads through the task; every :class:`dstlib.tasks.Task` has it (the tasks pick
     their default metrics from this module, so it does not import them)."""
 
@@ -42,7 +42,7 @@ class Metric:
     def reset(self) -> None:
         raise NotImplementedError
 
-    def update(self, task: Task, outputs: Any, batch: Batch) -> None:
+    def update(self, task: TaskView, outputs: Any, batch: Batch) -> None:
         raise NotImplementedError
 
     def compute(self) -> float:
@@ -52,7 +52,7 @@ class Metric:
 class Mean(Metric):
     """The mean over samples of ``fn(task, outputs, batch) -> (N,)`` (any per-sample quantity)."""
 
-    def __init__(self, fn: Callable[[Task, Any, Batch], Tensor], higher_is_better: bool = True) -> None:
+    def __init__(self, fn: Callable[[TaskView, Any, Batch], Tensor], higher_is_better: bool = True) -> None:
         self.fn = fn
         self.higher_is_better = higher_is_better
         self.reset()
@@ -60,7 +60,7 @@ class Mean(Metric):
     def reset(self) -> None:
         self.total, self.count = 0.0, 0
 
-    def update(self, task: Task, outputs: Any, batch: Batch) -> None:
+    def update(self, task: TaskView, outputs: Any, batch: Batch) -> None:
         values = self.fn(task, outputs, batch).detach().float()
         self.total += float(values.sum())
         self.count += values.numel()
@@ -78,7 +78,7 @@ class Accuracy(Mean):
         super().__init__(lambda task, outputs, batch: correct(task, outputs, batch, self.k))
 
 
-def correct(task: Task, outputs: Any, batch: Batch, k: int = 1) -> Tensor:
+def correct(task: TaskView, outputs: Any, batch: Batch, k: int = 1) -> Tensor:
     """Per sample (or position), 1.0 where the target is among the ``k`` largest logits, else 0.0."""
     logits, targets = task.primary(outputs), task.targets(batch)
     if k == 1:
@@ -101,7 +101,7 @@ class ErrorRate(Metric):
         self.hypotheses: list[str] = []
         self.references: list[str] = []
 
-    def update(self, task: Task, outputs: Any, batch: Batch) -> None:
+    def update(self, task: TaskView, outputs: Any, batch: Batch) -> None:
         hypotheses, references = task.transcripts(task.primary(outputs), batch)
         self.hypotheses += hypotheses
         self.references += references
@@ -126,7 +126,7 @@ class Dice(Metric):
     def reset(self) -> None:
         self.scores: list[Tensor] = []
 
-    def update(self, task: Task, outputs: Any, batch: Batch) -> None:
+    def update(self, task: TaskView, outputs: Any, batch: Batch) -> None:
         logits = task.primary(outputs)
         classes = logits.shape[1]
         prediction = torch.nn.functional.one_hot(logits.argmax(1), classes).movedim(-1, 1)

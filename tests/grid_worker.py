@@ -30,7 +30,7 @@ def fit(*args, callbacks, **kwargs):
 
 chapter.fit = fit
 config = experiments.resolve("dst_from_scratch", "smoke", methods=["dense", "static"], densities=[0.5], seeds=[0],
-                             epochs=3, out_dir=out)
+                             epochs=3, out_dir=out, workers=1)  # epochs counted in this process
 result = experiments.run(chapter, config)
 metrics = {r["params"]["method"]: [r["metrics"]["test_accuracy"], [h["train_loss"] for h in r["history"]]]
            for r in result.records}

@@ -2,8 +2,11 @@
 point (seeded before the model is built, skipped when done, resumed when interrupted)."""
 
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,86 @@ def test_the_scorecard_reads_the_records_and_names_a_chapter_not_run(tmp_path, m
     assert list(ours["outcome"]) == [v.outcome for v in judged.judged]
     other = card[card["chapter"] == experiments.spec("large_kernels").title]
     assert len(other) == 1 and other["outcome"].item() == "not run" and "have no record" in other["claim"].item()
+
+
+def _fake_chapter(train_one, stage=None):
+    """dst_from_scratch's declaration with its own points and training (records land under its name)."""
+    fake = types.SimpleNamespace(SPEC=experiments.spec("dst_from_scratch"), CLAIMS=(), load=lambda config: None,
+                                 points=lambda config: [{"method": m, "seed": s} for m in ("dense", "set")
+                                                        for s in config.seeds],
+                                 train_one=train_one)
+    if stage is not None:
+        fake.stage = stage
+    return fake
+
+
+def _pid_and_draw(config, point, data, checkpoint):
+    torch.manual_seed(point["seed"])
+    return common.Outcome({"pid": os.getpid(), "threads": torch.get_num_threads(), "draw": torch.rand(1).item()})
+
+
+def test_two_workers_train_the_points_in_two_other_processes_with_one_thread_each(tmp_path):
+    cfg = experiments.resolve("dst_from_scratch", "smoke", seeds=[0, 1, 2], out_dir=str(tmp_path), workers=2,
+                              device="cpu", progress=False)
+    with common.torch_threads(2):
+        result = common.run(_fake_chapter(_pid_and_draw), cfg)
+    pids = {record["metrics"]["pid"] for record in result.records}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert {record["metrics"]["threads"] for record in result.records} == {1}
+    assert [r["params"] for r in result.records] == [{"method": m, "seed": s} for m in ("dense", "set")
+                                                     for s in (0, 1, 2)]  # in the grid's order
+    again = common.run(_fake_chapter(_pid_and_draw), cfg)  # read back: nothing trains
+    assert [r["metrics"] for r in again.records] == [r["metrics"] for r in result.records]
+    assert not multiprocessing.active_children()
+
+
+def test_a_failing_point_in_a_worker_stops_the_run_with_its_error(tmp_path):
+    def train_one(config, point, data, checkpoint):
+        if point["seed"] == 1:
+            raise ValueError("point seed=1 failed")
+        return common.Outcome({"a": 1.0})
+
+    cfg = experiments.resolve("dst_from_scratch", "smoke", seeds=[0, 1, 2, 3], out_dir=str(tmp_path),
+                              workers=2, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="seed=1 failed"):
+        common.run(_fake_chapter(train_one), cfg)
+    assert not multiprocessing.active_children()
+
+
+def test_a_later_stage_trains_once_the_earlier_stage_has_its_records(tmp_path):
+    def train_one(config, point, data, checkpoint):
+        dense = [p for p in _fake_chapter(train_one).points(config) if p["method"] == "dense"]
+        written = sum(common.read_back(*common.record_paths(config, p)[1:]) is not None for p in dense)
+        return common.Outcome({"dense_records_seen": written})
+
+    cfg = experiments.resolve("dst_from_scratch", "smoke", seeds=[0, 1, 2], out_dir=str(tmp_path), workers=2,
+                              device="cpu", progress=False)
+    result = common.run(_fake_chapter(train_one, stage=lambda point: int(point["method"] != "dense")), cfg)
+    assert [r["metrics"]["dense_records_seen"] for r in result.records if r["params"]["method"] == "set"] == [3] * 3
+
+
+def test_a_chapter_trained_by_two_workers_has_the_records_of_one_process_at_one_thread(tmp_path):
+    overrides = {"methods": ["dense", "rigl"], "densities": [0.5], "seeds": [0, 1], "device": "cpu",
+                 "progress": False}
+    with common.torch_threads(1):
+        serial = experiments.run("dst_from_scratch", experiments.resolve(
+            "dst_from_scratch", "smoke", workers=1, out_dir=str(tmp_path / "serial"), **overrides))
+    with common.torch_threads(2):
+        parallel = experiments.run("dst_from_scratch", experiments.resolve(
+            "dst_from_scratch", "smoke", workers=2, out_dir=str(tmp_path / "parallel"), **overrides))
+    assert len(serial.records) == 4  # dense and rigl, two seeds
+    for one, two in zip(serial.records, parallel.records, strict=True):
+        assert json.dumps([one[key] for key in ("params", "metrics", "history")]) == \
+               json.dumps([two[key] for key in ("params", "metrics", "history")])  # NaN equal to NaN
+
+
+@pytest.mark.parametrize("name", [n for n in experiments.names() if hasattr(experiments.module(n), "PILOT")])
+def test_a_chapters_tutorial_regime_is_its_pilots_chosen_one_and_the_pilot_is_recorded(name):
+    from dstlib.experiments import pilot
+
+    declared = experiments.module(name).PILOT
+    tutorial = experiments.resolve(name, "tutorial")
+    assert {key: tutorial[key] for key in declared.regimes[declared.chosen]} == dict(declared.regimes[declared.chosen])
+    assert not set(declared.seeds) & set(tutorial.seeds), "the pilot's seeds are disjoint from the tutorial's"
+    table = pilot.pilot_table(name)
+    assert list(table["regime"]) == [f"{r} (chosen)" if r == declared.chosen else r for r in declared.regimes]

@@ -22,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import multiprocessing
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -283,29 +286,33 @@ def read_back(path: Path, extras_path: Path) -> tuple[dict[str, Any], dict[str, 
     return record, torch.load(extras_path, weights_only=False) if extras_path.exists() else {}
 
 
-def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping[str, Any], Path], Outcome], *,
-              say: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train and evaluate one grid point through ``train(params, checkpoint_path)`` and write its record.
+def look_up(config: Config, point: Mapping[str, Any], *, say: Callable[[str], None] = print
+            ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(record, extras)`` of a point whose record the same code already wrote (``say`` gets one line
+    that it is skipped), else ``None`` (one line when an interrupted run of it will resume)."""
+    record_id, path, extras_path = record_paths(config, point)
+    shown = ", ".join(f"{k}={v}" for k, v in point.items())
+    found = read_back(path, extras_path)
+    main = distributed_context().is_main
+    if found is not None and main:
+        say(f"skip   {shown}: its record exists ({path.name})")
+    elif found is None and checkpoint_path(path, record_id).exists() and main:
+        say(f"resume {shown} from its checkpoint ({checkpoint_path(path, record_id).name})")
+    return found
 
-    Returns ``(record, extras)``. When the record of this point (same chapter, profile, params, the
-    settings of :func:`record_settings` and world size) was written by the same code, nothing is trained:
-    the record and its extras are read back. ``train`` should pass ``checkpoint_path`` to
-    :func:`dstlib.train.fit` with ``resume=True``, so an interrupted point continues from its last epoch;
-    the checkpoint is removed once the record is written. ``say`` gets one line when a point is skipped
-    or resumed.
-    """
+
+def checkpoint_path(record_path: Path, record_id: str) -> Path:
+    return record_path.parent / "checkpoints" / f"{record_id}.pt"
+
+
+def train_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping[str, Any], Path], Outcome]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one grid point through ``train(params, checkpoint_path)``, write its record (and extras) and
+    remove its checkpoint; returns ``(record, extras)``."""
     params = point_params(point)
     context = distributed_context()
     record_id, path, extras_path = record_paths(config, point)
-    checkpoint = path.parent / "checkpoints" / f"{record_id}.pt"
-    shown = ", ".join(f"{k}={v}" for k, v in point.items())
-    found = read_back(path, extras_path)
-    if found is not None:
-        if context.is_main:
-            say(f"skip   {shown}: its record exists ({path.name})")
-        return found
-    if checkpoint.exists() and context.is_main:
-        say(f"resume {shown} from its checkpoint ({checkpoint.name})")
+    checkpoint = checkpoint_path(path, record_id)
     started = time.perf_counter()
     outcome = train(params, checkpoint)
     record = results.make_record(id=record_id, chapter=config.chapter, profile=config.profile, params=params,
@@ -319,6 +326,21 @@ def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping
         results.write_record(record, config.out_dir)
         checkpoint.unlink(missing_ok=True)
     return record, outcome.extras
+
+
+def run_point(config: Config, point: Mapping[str, Any], train: Callable[[Mapping[str, Any], Path], Outcome], *,
+              say: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and evaluate one grid point through ``train(params, checkpoint_path)`` and write its record.
+
+    Returns ``(record, extras)``. When the record of this point (same chapter, profile, params, the
+    settings of :func:`record_settings` and world size) was written by the same code, nothing is trained:
+    the record and its extras are read back. ``train`` should pass ``checkpoint_path`` to
+    :func:`dstlib.train.fit` with ``resume=True``, so an interrupted point continues from its last epoch;
+    the checkpoint is removed once the record is written. ``say`` gets one line when a point is skipped
+    or resumed.
+    """
+    found = look_up(config, point, say=say)
+    return found if found is not None else train_point(config, point, train)
 
 
 @dataclass
@@ -350,6 +372,9 @@ class Chapter(Protocol):
     * ``CLAIMS``: its claims (:class:`dstlib.experiments.claims.ClaimSpec`), judged by
       :func:`dstlib.experiments.claims.judge` on the records' frame, or on ``judged_frame(result)`` where
       a chapter defines one (chapter 8: its claims read the benchmark and training parts together).
+
+    Optionally ``stage(point) -> int``: points of a stage train only once every point of the stages
+    below it has its record (chapter 3: LTH and OMP start from the weights of a dense run).
     """
 
     SPEC: ChapterSpec
@@ -364,26 +389,106 @@ class Chapter(Protocol):
 
 def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
     """Run every point of ``chapter``'s grid for ``config``: records already written by the same code are
-    read back (one line says so), interrupted points resume from their checkpoint, new ones are trained.
-    ``data`` replaces ``chapter.load(config)`` (a notebook that already loaded it). Shows one progress bar
-    over the points (``config.progress``) on stderr, with the time left."""
+    read back (one line says so), interrupted points resume from their checkpoint, new ones are trained,
+    in ``config.workers`` processes at once on a CPU (:func:`trained_points`). ``data`` replaces
+    ``chapter.load(config)`` (a notebook that already loaded it). Shows one progress bar over the points
+    (``config.progress``) on stderr, with the time left."""
     from tqdm import tqdm
 
     if config.chapter != chapter.SPEC.name:
         raise ValueError(f"config.chapter={config.chapter!r}: allowed {chapter.SPEC.name!r}, the chapter run")
     points = chapter.points(config)
-    data = chapter.load(config) if data is None else data
-    result = ChapterResult(config)
+    with torch_threads(threads_per_point(config)):  # data built by training (EL2N scores) too
+        data = chapter.load(config) if data is None else data
+    done: list[tuple[dict[str, Any], dict[str, Any]] | None] = []
     show = bool(config.progress) and distributed_context().is_main
     with tqdm(total=len(points), desc=config.chapter, unit="run", disable=not show, file=sys.stderr,
               dynamic_ncols=True) as bar:
         for point in points:
-            record, extras = run_point(config, point, lambda params, checkpoint: chapter.train_one(
-                config, params, data, checkpoint), say=bar.write if show else print)
-            result.records.append(record)
-            result.extras.append(extras)
-            bar.update()
+            done.append(look_up(config, point, say=bar.write if show else print))
+            bar.update(done[-1] is not None)
+        stage = getattr(chapter, "stage", lambda point: 0)
+        for level in sorted({stage(point) for point in points}):
+            todo = [index for index, point in enumerate(points) if done[index] is None and stage(point) == level]
+            for index, trained in trained_points(chapter, config, data, points, todo):
+                done[index] = trained
+                bar.update()
+    result = ChapterResult(config)
+    for record, extras in done:  # type: ignore[misc]  # every point is done here
+        result.records.append(record)
+        result.extras.append(extras)
     return result
+
+
+_WORK: tuple[Chapter, Config, Any, list[dict[str, Any]]] | None = None  # what forked workers inherit
+
+
+def _start_worker(threads: int) -> None:
+    """A worker trains with ``threads`` torch threads and leaves Ctrl-C to the parent, which stops it
+    (one line from the parent, no traceback from each worker)."""
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train(chapter: Chapter, config: Config, data: Any, points: list[dict[str, Any]],
+           index: int) -> tuple[int, tuple[dict[str, Any], dict[str, Any]]]:
+    return index, train_point(config, points[index], lambda params, checkpoint: chapter.train_one(
+        config, params, data, checkpoint))
+
+
+def _train_in_worker(index: int) -> tuple[int, tuple[dict[str, Any], dict[str, Any]]]:
+    return _train(*_WORK, index)  # type: ignore[misc]  # set before the pool forks
+
+
+def trained_points(chapter: Chapter, config: Config, data: Any, points: list[dict[str, Any]],
+                   todo: list[int]) -> Iterator[tuple[int, tuple[dict[str, Any], dict[str, Any]]]]:
+    """``(index, (record, extras))`` of each point ``points[index]`` of ``todo``, as each finishes.
+
+    Every point trains with :func:`threads_per_point` torch threads (one each for two workers on two
+    cores), as :func:`run` loads the data, so a point's record is the same whether it trains in a worker
+    or here (torch's CPU kernels round differently with another thread count, in the last bits of a
+    loss). On a CPU, in
+    one process (not under ``torchrun``) and with more than one point to train, ``config.workers``
+    forked processes share ``data`` and train the points at once: two single-thread processes train
+    more points per second than one process with two threads. Otherwise they train here, one after
+    another. Ctrl-C stops the workers; the points they had begun resume from their last checkpoint on
+    the next run."""
+    global _WORK
+    threads = threads_per_point(config)
+    workers = min(config.workers, len(todo))
+    if workers < 2 or pick_device(config.device).type != "cpu" or distributed_context().world_size > 1:
+        with torch_threads(threads):
+            for index in todo:
+                yield _train(chapter, config, data, points, index)
+        return
+    _WORK = (chapter, config, data, points)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                               initargs=(threads,))
+    try:
+        yield from (future.result() for future in as_completed([pool.submit(_train_in_worker, i) for i in todo]))
+    except BaseException:  # a point failed or Ctrl-C: stop the others (Python 3.14 calls it terminate_workers)
+        for process in list(pool._processes.values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _WORK = None
+
+
+def threads_per_point(config: Config) -> int:
+    """``config.workers``'s share of this process's torch threads (at least one)."""
+    return max(1, torch.get_num_threads() // config.workers)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Train with ``threads`` torch threads inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def recorded(chapter: Chapter, config: Config) -> tuple[ChapterResult, list[dict[str, Any]]]:

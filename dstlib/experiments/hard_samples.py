@@ -310,8 +310,17 @@ def dense_key(config: Config, seed: int, setting: str, ratio: float) -> tuple:
 
 
 def load(config: Config) -> HardSampleData:
-    """The chapter's data for ``config`` (:class:`HardSampleData`)."""
-    return HardSampleData(config)
+    """The chapter's data for ``config`` (:class:`HardSampleData`), with the EL2N scores already computed
+    when a setting selects by them (so worker processes inherit them instead of each scoring again)."""
+    data = HardSampleData(config)
+    if "el2n" in config.selections:
+        data.el2n()
+    return data
+
+
+def stage(point: Mapping[str, Any]) -> int:
+    """Dense runs first: LTH and OMP points start from their weights."""
+    return int(point["method"] != "dense")
 
 
 # ------------------------------------------------------------------------------------------- methods

@@ -43,6 +43,7 @@ from dstlib.experiments.common import (
     main_process_first,
     present,
 )
+from dstlib.experiments.pilot import Pilot
 from dstlib.models.large_kernel import SLaKNet
 from dstlib.train import fit, pick_device
 
@@ -162,13 +163,25 @@ SPEC = ChapterSpec(
     },
 )
 
-# The paper's claims, paired by seed, one Holm family: SLaK beats the 7x7 ConvNeXt (the paper's 0.4 points
-# on ImageNet); SLaK beats the naive dense M x M kernel, and sparse + wide beats the dense decomposition
-# (the recipe's steps, reported without numbers we could confirm: the book's effect of interest); SLaK's
-# ERF is wider than the 7x7 one (contribution-weighted mean distance from the centre, in pixels).
+# The tutorial regime: candidates tried on seeds 100-103 (the tutorial's are 0-3) by
+# ``python -m dstlib pilot large_kernels``, the headline's two variants only.
+PILOT = Pilot(
+    regimes={"6 epochs, noise 0.5": {"epochs": 6, "noise": 0.5},
+             "12 epochs, noise 0.5": {"epochs": 12, "noise": 0.5},
+             "6 epochs, noise 0.3": {"epochs": 6, "noise": 0.3}},
+    chosen="6 epochs, noise 0.5", seeds=[100, 101, 102, 103], headline_grid={"variants": ["small", "slak"]},
+    why="pending")
+
+# The paper's claims, paired by seed: SLaK beats the 7x7 ConvNeXt (the headline; the paper's 0.4 points
+# are ImageNet top-1, so two-marks accuracy is held to the book's one point); SLaK beats the naive dense
+# M x M kernel, and sparse + wide beats the dense decomposition (the recipe's steps, reported without
+# numbers we could confirm: the book's effect of interest); SLaK's ERF is wider than the 7x7 one
+# (contribution-weighted mean distance from the centre, in pixels).
 CLAIMS = [
     ClaimSpec("SLaK - 7x7 dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "small"},
-              effect=PAPER_SLAK_VS_CONVNEXT, headline=True),
+              effect=BOOK_EFFECT, headline=True,
+              reference=f"{BOOK_EFFECT_REFERENCE} (the paper's +{PAPER_SLAK_VS_CONVNEXT} is ImageNet top-1, "
+                        "not two-marks accuracy)"),
     ClaimSpec("SLaK - MxM dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "large"},
               effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
     ClaimSpec("sparse + wider - dense decomposed: accuracy", "accuracy", a={"variant": "slak"},
