@@ -7,6 +7,10 @@ draws again at the end of the cell). :func:`show_verdict` is the one verdict cel
 
     judgement = experiments.judge(chapter, frame)
     book.show_verdict(judgement)
+
+The page shows the verdict once: the cell's output is removed there (tag ``remove-output``), and the
+chapter's text shows the forest plot (``fig_forest``) and the table (``table_verdicts``) as captioned glued
+figures and the paragraph (``verdict``) as glued text.
 """
 
 from __future__ import annotations
@@ -64,11 +68,40 @@ def headline_glue(judgement: Judgement) -> dict[str, Any]:
             "effect": float(effect), "mde": float(headline.mde), "power": power}
 
 
+def verdict_paragraph(judgement: Judgement) -> str:
+    """The verdict in one short paragraph, for the page beside the forest plot and :func:`verdict_table`
+    (which carry every claim's numbers): the headline claim's sentence, then the other claims counted by
+    outcome (or, where the headline is not decided, why they were not tested), then the command that reruns
+    the chapter with the seeds the headline needs; without a headline, the count of outcomes alone."""
+    if not judgement:
+        return "No claim could be tested with these parameters."
+    percent = f"{100 * judgement.alpha:.3g}%"
+    headline = judgement.headline_verdict
+    others = [v for v in judgement.judged if headline is None or v.name != headline.name]
+    see = "the table gives each one's estimate, interval and outcome"
+    if headline is None:
+        claims = "1 claim" if len(others) == 1 else f"{len(others)} claims"
+        return f"Of {claims}, tested together at a family-wise error rate of {percent}: {stats.tally(others)}; {see}."
+    parts = [f"Headline claim, tested first at the full {percent}: {headline.sentence}"]
+    other = "the other claim was" if len(others) == 1 else f"the other {len(others)} claims were"
+    if others and judgement.gate_open:
+        parts.append(f"The headline is decided, so {other} tested after it, together at a family-wise "
+                     f"{percent}: {stats.tally(others)}; {see}.")
+    elif others:
+        parts.append(f"The headline is not decided, so {other} not tested (fixed-sequence gatekeeping tests them "
+                     f"only after it, which keeps the family-wise error at {percent}); the table gives their "
+                     f"estimates, for exploration only.")
+    rerun = judgement.rerun_line(headline)
+    if rerun:
+        parts.append(f"To rerun with the seeds the headline needs: {rerun}")
+    return " ".join(parts)
+
+
 def show_verdict(judgement: Judgement) -> pd.DataFrame:
     """Glue a chapter's verdict block and return its table (the cell's result):
 
     * ``fig_forest``: the forest plot of the superiority claims (an empty figure without one);
-    * ``verdict``: the generated paragraph (:meth:`~dstlib.stats.Judgement.summary`);
+    * ``verdict``: the generated paragraph (:func:`verdict_paragraph`);
     * ``table_verdicts``: :func:`verdict_table` (not displayed: it is the cell's result);
     * ``n_claims``, ``mde_low``, ``mde_high``: the claims tested and the range of their minimum detectable
       effects; ``effect_of_interest``: the book's smallest effect of interest;
@@ -77,7 +110,7 @@ def show_verdict(judgement: Judgement) -> pd.DataFrame:
     """
     verdicts = judgement.verdicts
     glue("fig_forest", plotting.forest(verdicts) if verdicts else plt.figure())
-    glue("verdict", judgement.summary(), display=False)
+    glue("verdict", verdict_paragraph(judgement), display=False)
     table = verdict_table(judgement)
     glue("table_verdicts", table, display=False)
     glue("n_claims", len(judgement.outcomes), display=False)

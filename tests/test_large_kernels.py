@@ -66,9 +66,12 @@ def test_claims_pair_by_seed_in_one_family():
                                           "sparse + wider - dense decomposed: accuracy",
                                           "SLaK - 7x7 dense: ERF mean distance"]
     assert [v.family_size for v in verdicts] == [1, 3, 3, 3]  # the headline first, alone
-    # two-marks accuracy is not ImageNet top-1: the headline is held to the book's effect, and says why
+    # two-marks accuracy is not ImageNet top-1: the headline is held to the book's effect, and says why;
+    # the paper profile keeps the paper's +0.4
     assert verdicts[0].paper_effect == BOOK_EFFECT
     assert f"+{chapter.PAPER_SLAK_VS_CONVNEXT} is ImageNet top-1" in verdicts[0].reference
+    paper = experiments.judge(chapter, _frame().assign(profile="paper")).verdicts
+    assert paper[0].paper_effect == chapter.PAPER_SLAK_VS_CONVNEXT and paper[1].paper_effect == BOOK_EFFECT
     assert verdicts[0].effect.estimate == pytest.approx(6.0, abs=1.0)
     assert verdicts[0].outcome == stats.REPRODUCED and verdicts[1].outcome == stats.CONTRADICTED
     assert "(the book's smallest effect of interest)" in verdicts[1].sentence

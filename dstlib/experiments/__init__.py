@@ -63,7 +63,15 @@ def judge(chapter: str | ModuleType, frame: pd.DataFrame, *, alpha: float = 0.05
     module = _chapter(chapter)
     profile = frame["profile"].iloc[0] if "profile" in frame and len(frame) else "tutorial"
     rerun = f'papermill {module.SPEC.notebook} rerun.ipynb -p profile {profile} -y "seeds: {{seeds}}"'
-    return claims.judge(module.CLAIMS, frame, alpha=alpha, rerun=rerun)
+    return claims.judge(claims_of(module, profile), frame, alpha=alpha, rerun=rerun)
+
+
+def claims_of(chapter: str | ModuleType, profile: str) -> list:
+    """The claims ``chapter`` judges in ``profile``: ``claims_for(profile)`` where the chapter defines it
+    (a paper's effect holds where the profile's metric is the paper's; on the tutorial's stand-in data the
+    book's own effect of interest, with the reason), otherwise its ``CLAIMS``."""
+    module = _chapter(chapter)
+    return list(module.claims_for(profile) if hasattr(module, "claims_for") else module.CLAIMS)
 
 
 def spec(chapter: str) -> ChapterSpec:

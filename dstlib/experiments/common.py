@@ -374,7 +374,9 @@ class Chapter(Protocol):
       a chapter defines one (chapter 8: its claims read the benchmark and training parts together).
 
     Optionally ``stage(point) -> int``: points of a stage train only once every point of the stages
-    below it has its record (chapter 3: LTH and OMP start from the weights of a dense run).
+    below it has its record (chapter 3: LTH and OMP start from the weights of a dense run); and
+    ``claims_for(profile)``: the claims judged in ``profile`` where they differ from ``CLAIMS`` (the
+    paper profile's), see :func:`dstlib.experiments.claims_of`.
     """
 
     SPEC: ChapterSpec

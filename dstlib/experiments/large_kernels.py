@@ -32,7 +32,7 @@ from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
 from dstlib.data.long_range import MARK
 from dstlib.evaluation import evaluate
-from dstlib.experiments.claims import BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec
+from dstlib.experiments.claims import BOOK_EFFECT, BOOK_EFFECT_REFERENCE, PAPER, ClaimSpec
 from dstlib.experiments.common import (
     TRAINING_KNOBS,
     ChapterResult,
@@ -168,27 +168,44 @@ SPEC = ChapterSpec(
 PILOT = Pilot(
     regimes={"6 epochs, noise 0.5": {"epochs": 6, "noise": 0.5},
              "12 epochs, noise 0.5": {"epochs": 12, "noise": 0.5},
-             "6 epochs, noise 0.3": {"epochs": 6, "noise": 0.3}},
+             "6 epochs, noise 0.3": {"epochs": 6, "noise": 0.3},
+             "one block, gap 16, 10k test": {"epochs": 6, "depths": [1], "gap": 16, "num_test": 10000},
+             "40 px, gap 24, 10k test": {"epochs": 6, "image_size": 40, "gap": 24, "num_test": 10000}},
     chosen="6 epochs, noise 0.5", seeds=[100, 101, 102, 103], headline_grid={"variants": ["small", "slak"]},
-    why="pending")
+    why="No regime brought the smallest detectable effect down to one point on four seeds. The chosen one has "
+        "the smallest among the regimes where SLaK's lead was decided, with no seed split on the pilot's "
+        "seeds; at 12 epochs the 7x7 network learns the task too (a gap of about 2 points that about 19 seeds "
+        "would decide) at twice the cost, and less noise or one block made seeds split.")
 
-# The paper's claims, paired by seed: SLaK beats the 7x7 ConvNeXt (the headline; the paper's 0.4 points
-# are ImageNet top-1, so two-marks accuracy is held to the book's one point); SLaK beats the naive dense
-# M x M kernel, and sparse + wide beats the dense decomposition (the recipe's steps, reported without
-# numbers we could confirm: the book's effect of interest); SLaK's ERF is wider than the 7x7 one
-# (contribution-weighted mean distance from the centre, in pixels).
-CLAIMS = [
-    ClaimSpec("SLaK - 7x7 dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "small"},
-              effect=BOOK_EFFECT, headline=True,
-              reference=f"{BOOK_EFFECT_REFERENCE} (the paper's +{PAPER_SLAK_VS_CONVNEXT} is ImageNet top-1, "
-                        "not two-marks accuracy)"),
-    ClaimSpec("SLaK - MxM dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "large"},
-              effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
-    ClaimSpec("sparse + wider - dense decomposed: accuracy", "accuracy", a={"variant": "slak"},
-              b={"variant": "decomposed"}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
-    ClaimSpec("SLaK - 7x7 dense: ERF mean distance", "erf_distance", a={"variant": "slak"}, b={"variant": "small"},
-              effect=ERF_EFFECT_OF_INTEREST, reference=BOOK_EFFECT_REFERENCE, units="pixels", scale=1.0),
-]
+def slak_claims(headline_effect: float, headline_reference: str) -> list[ClaimSpec]:
+    """The paper's claims, paired by seed: SLaK beats the 7x7 ConvNeXt (the headline, by
+    ``headline_effect``); SLaK beats the naive dense M x M kernel, and sparse + wide beats the dense
+    decomposition (the recipe's steps, reported without numbers we could confirm: the book's effect of
+    interest); SLaK's ERF is wider than the 7x7 one (contribution-weighted mean distance from the centre,
+    in pixels)."""
+    return [
+        ClaimSpec("SLaK - 7x7 dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "small"},
+                  effect=headline_effect, reference=headline_reference, headline=True),
+        ClaimSpec("SLaK - MxM dense: accuracy", "accuracy", a={"variant": "slak"}, b={"variant": "large"},
+                  effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
+        ClaimSpec("sparse + wider - dense decomposed: accuracy", "accuracy", a={"variant": "slak"},
+                  b={"variant": "decomposed"}, effect=BOOK_EFFECT, reference=BOOK_EFFECT_REFERENCE),
+        ClaimSpec("SLaK - 7x7 dense: ERF mean distance", "erf_distance", a={"variant": "slak"},
+                  b={"variant": "small"}, effect=ERF_EFFECT_OF_INTEREST, reference=BOOK_EFFECT_REFERENCE,
+                  units="pixels", scale=1.0),
+    ]
+
+
+# ImageNet top-1 in the paper profile, against the paper's +0.4.
+CLAIMS = slak_claims(PAPER_SLAK_VS_CONVNEXT, PAPER)
+# Two-marks accuracy is not ImageNet top-1: the other profiles hold the headline to the book's point.
+TWO_MARKS_CLAIMS = slak_claims(BOOK_EFFECT, f"{BOOK_EFFECT_REFERENCE} (the paper's +{PAPER_SLAK_VS_CONVNEXT} "
+                                            "is ImageNet top-1, not two-marks accuracy)")
+
+
+def claims_for(profile: str) -> list[ClaimSpec]:
+    """The paper's effect on ImageNet (the paper profile), the book's on two-marks (the others)."""
+    return CLAIMS if profile == "paper" else TWO_MARKS_CLAIMS
 
 
 def load(config: Config) -> tuple[Any, Any, int, int]:

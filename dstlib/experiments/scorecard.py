@@ -46,6 +46,6 @@ def scorecard(profile: str = "tutorial", out_dir: str | None = None) -> pd.DataF
                          f"{len(missing) + len(result.records)} runs have no record", "outcome": "not run"})
             continue
         frame = module.judged_frame(result) if hasattr(module, "judged_frame") else result.frame
-        judgement = claims.judge(module.CLAIMS, frame)
+        judgement = claims.judge(experiments.claims_of(module, profile), frame)
         rows.extend(_row(title, paper, verdict, judgement.headline) for verdict in judgement.judged)
     return pd.DataFrame(rows, columns=COLUMNS)
