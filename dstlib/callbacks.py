@@ -382,6 +382,45 @@ class EpochEndHook(Callback):
         row.update(self.fn(loop.epoch, loop.model, loop.engine) or {})
 
 
+class StepCost(Callback):
+    """What one training step costs, for a fast dev run's estimate of a whole paper run: the FLOPs of the
+    first step (forward and backward, counted by :class:`torch.utils.flop_counter.FlopCounterMode`, 2 per
+    multiply-add, dense kernels as run) and the mean wall time of the steps after it (the first one pays
+    for allocations and the counter), as ``flops_per_step`` and ``step_time_s`` in the history row."""
+
+    def __init__(self) -> None:
+        self.counter: Any = None
+        self.flops = 0
+        self.times: list[float] = []
+        self.started = 0.0
+
+    def on_batch(self, loop: Loop, batch: Batch) -> Batch:
+        import time
+
+        from torch.utils.flop_counter import FlopCounterMode
+
+        if loop.steps == 0:
+            self.counter = FlopCounterMode(display=False)
+            self.counter.__enter__()
+        self.started = time.perf_counter()
+        return batch
+
+    def after_step(self, loop: Loop) -> None:
+        import time
+
+        if self.counter is not None:
+            self.counter.__exit__(None, None, None)
+            self.flops, self.counter = self.counter.get_total_flops(), None
+        else:
+            if loop.device.type == "cuda":
+                torch.cuda.synchronize(loop.device)
+            self.times.append(time.perf_counter() - self.started)
+
+    def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
+        row["flops_per_step"] = self.flops
+        row["step_time_s"] = sum(self.times) / len(self.times) if self.times else float("nan")
+
+
 class Checkpoint(Callback):
     """The full state of the run (:meth:`Loop.state_dict`: model, optimizer, LR schedule, RNGs, history and
     every callback's state) saved atomically to ``path`` after every epoch by the main process; with

@@ -138,9 +138,30 @@ COMMON_KNOBS: dict[str, Knob] = {
     "workers": Knob("grid points trained at once on a CPU, each in a process with its share of the torch "
                     "threads (the same records as 1, which trains them one after another here)", int, low=1,
                     default=2),
+    "shard": Knob("run only the K-th of N slices of the grid, 'K/N' (each point in exactly one slice, "
+                  "balanced by cost): one job of a SLURM array or one GPU each", str, default="1/1"),
+    "fast_dev_run": Knob("run the profile's whole path for a few steps: its model at full size, its data loader, "
+                         "the engine with a topology update, a few evaluation samples (records marked as such)",
+                         bool, default=False),
 }
 # Knobs that say where and how a run is done and shown, not what it computes: no record depends on them.
-PRESENTATION_KNOBS = ("device", "out_dir", "progress", "workers")
+PRESENTATION_KNOBS = ("device", "out_dir", "progress", "workers", "shard")
+
+# A fast dev run trains each point for this many optimizer steps (the first one counted in FLOPs, the
+# others timed) and evaluates it on this many samples.
+FAST_DEV_STEPS = 3
+FAST_DEV_EVAL_SAMPLES = 8
+# What a fast dev run changes in every chapter (where the chapter has the knob), under the chapter's own
+# ``ChapterSpec.fast_dev``: one seed and one epoch, and a topology update at the first step.
+FAST_DEV_COMMON = {"epochs": 1, "update_every": 1, "update_every_epochs": 1 / FAST_DEV_STEPS, "download": False}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` as ``(K, N)`` with ``1 <= K <= N``; a ``ValueError`` naming the value otherwise."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"shard={text!r}: allowed 'K/N' with integers 1 <= K <= N, such as '2/8'")
+    return int(k), int(n)
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,8 @@ class ChapterSpec:
     ``checks`` are functions of a resolved :class:`Config` that raise a ``ValueError`` on a combination of
     knobs the chapter cannot run (``dataset="digits"`` with a 1-D model), called by :func:`resolve` before
     any work. ``notebook`` is the path of the chapter's notebook relative to the repository root.
+    ``fast_dev`` is what a fast dev run changes besides :data:`FAST_DEV_COMMON` (a batch of two, one point
+    per method instead of every sparsity, no download): never the model or the data's layout.
     """
 
     name: str
@@ -163,6 +186,7 @@ class ChapterSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     checks: Sequence[Callable[[Config], None]] = ()
     paper: str = ""
+    fast_dev: Mapping[str, Any] = field(default_factory=dict)
 
     def resolve(self, profile: str = "tutorial", **overrides: Any) -> Config:
         """:func:`resolve` for this chapter."""
@@ -236,12 +260,32 @@ def resolve(spec: ChapterSpec, profile: str = "tutorial", **overrides: Any) -> C
         raise ValueError(f"{shown}: unknown parameter(s) for chapter {spec.name!r}; "
                          f"allowed: {', '.join(sorted(knobs))}")
     values = spec.values(profile)
+    if overrides.get("fast_dev_run"):
+        values.update(fast_dev_changes(spec, values))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    parse_shard(values["shard"])
     validated = {key: knobs[key].validate(key, value) for key, value in values.items()}
     config = Config(spec.name, profile, validated)
     for check in spec.checks:
         check(config)
     return config
+
+
+def fast_dev_changes(spec: ChapterSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a fast dev run changes in a profile's ``values``: :data:`FAST_DEV_COMMON` for the knobs
+    the chapter has, the first seed, then the chapter's ``fast_dev``."""
+    changes = {key: value for key, value in FAST_DEV_COMMON.items() if key in values}
+    if "seeds" in values:
+        changes["seeds"] = values["seeds"][:1]
+    changes.update(spec.fast_dev)
+    return {key: value for key, value in changes.items() if key not in values or values[key] != value}
+
+
+def shortened(spec: ChapterSpec, config: Config) -> list[str]:
+    """What a fast dev run of ``config`` changed in its profile, one ``knob: before -> after`` each."""
+    before = spec.values(config.profile)
+    return [f"{key}: {before.get(key)!r} -> {config[key]!r}" for key in fast_dev_changes(spec, before)
+            if key in config and before.get(key) != config[key]]
 
 
 def from_namespace(spec: ChapterSpec, namespace: Mapping[str, Any]) -> Config:

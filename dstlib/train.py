@@ -29,6 +29,7 @@ For example, RigL at 90% sparsity with crop-and-flip augmentation, validation an
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -43,7 +44,7 @@ from torch import Tensor, nn
 
 from dstlib import checks
 from dstlib.batches import Data, IndexedData, is_indexed
-from dstlib.callbacks import Callback, Checkpoint, EpochSampling, FitResult, Loop
+from dstlib.callbacks import Callback, Checkpoint, EpochSampling, FitResult, Loop, StepCost
 from dstlib.optimisation import Optimisation
 from dstlib.sparse.distributed import all_reduce_sum_
 from dstlib.tasks import Classification, Task, as_float, move_to
@@ -111,7 +112,7 @@ class EpochBatches:
     between the processes; an iterable of batches (a ``DataLoader``) is read as it comes."""
 
     def __init__(self, data: Data, batch_size: int, *, collate: Callable[[list[Any]], Any] | None,
-                 context: DistributedContext, sampling: EpochSampling | None, seed: int) -> None:
+                 context: DistributedContext, sampling: EpochSampling | None, seed: int, limit: int = 0) -> None:
         checks.integer("batch_size", batch_size, low=1)
         if batch_size % context.world_size:
             raise ValueError(f"batch_size={batch_size}: allowed a multiple of the {context.world_size} processes "
@@ -133,9 +134,16 @@ class EpochBatches:
             self.num_samples = len(self.source)
             per_epoch = sampling.num_selected(self.num_samples) if sampling is not None else self.num_samples
             self.steps_per_epoch = math.ceil(per_epoch / batch_size)
+        self.limit = limit
+        if limit:
+            self.steps_per_epoch = min(self.steps_per_epoch, limit)
 
     def __call__(self, epoch: int) -> Iterator[tuple[Tensor | None, Any, int]]:
-        """``(sample index or None, this process's batch, global batch size or 0)`` for ``epoch`` (1-based)."""
+        """``(sample index or None, this process's batch, global batch size or 0)`` for ``epoch`` (1-based),
+        the first ``limit`` of them when ``limit`` is set."""
+        return itertools.islice(self._batches(epoch), self.limit) if self.limit else self._batches(epoch)
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Tensor | None, Any, int]]:
         if self.source is None:
             for raw in self.data:  # type: ignore[union-attr]
                 yield (raw.get("index") if isinstance(raw, Mapping) else None), raw, 0
@@ -157,7 +165,7 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
         optim: Optimisation, task: Task | None = None, callbacks: Sequence[Callback] = (),
         collate: Callable[[list[Any]], Any] | None = None, checkpoint: str | os.PathLike | None = None,
         resume: bool = False, seed: int = 0, device: str | torch.device = "auto", amp: bool | None = None,
-        progress: bool = False) -> FitResult:
+        progress: bool = False, limit_batches: int = 0) -> FitResult:
     """Train ``model`` on ``train_data`` for ``epochs`` and return a :class:`~dstlib.callbacks.FitResult`.
 
     Args:
@@ -174,17 +182,22 @@ def fit(model: nn.Module | Callable[[], nn.Module], train_data: Data, *, epochs:
         callbacks: the rest of the loop (:mod:`dstlib.callbacks`), run in this order.
         checkpoint, resume: a :class:`~dstlib.callbacks.Checkpoint` after the other callbacks.
         amp: bf16 autocast; ``None`` turns it on for cuda only.
+        limit_batches: train on at most this many batches per epoch (0: all), the LR schedule and the
+            engine planned for that many; a fast dev run, whose history rows then carry what a step costs
+            (:class:`~dstlib.callbacks.StepCost`).
     """
     checks.integer("epochs", epochs, low=1)
     task = task or Classification()
     device = pick_device(device)
     context = distributed_context(device)
-    callbacks = [*callbacks, *([Checkpoint(checkpoint, resume)] if checkpoint is not None else [])]
+    checks.integer("limit_batches", limit_batches, low=0)
+    callbacks = [*([StepCost()] if limit_batches else []), *callbacks,
+                 *([Checkpoint(checkpoint, resume)] if checkpoint is not None else [])]
     sampling = [c for c in callbacks if isinstance(c, EpochSampling)]
     if len(sampling) > 1:
         raise ValueError(f"callbacks: {len(sampling)} EpochSampling given, allowed at most one")
     batches = EpochBatches(train_data, batch_size, collate=collate, context=context,
-                           sampling=sampling[0] if sampling else None, seed=seed)
+                           sampling=sampling[0] if sampling else None, seed=seed, limit=limit_batches)
     seed_everything(seed)
     model = (model if isinstance(model, nn.Module) else model()).to(device)
     total_steps = epochs * batches.steps_per_epoch

@@ -40,7 +40,8 @@ from torch import nn
 from dstlib import checks, results, sparse
 from dstlib.atomic import torch_save
 from dstlib.callbacks import Callback, EngineFactory
-from dstlib.config import PRESENTATION_KNOBS, ChapterSpec, Config, Knob
+from dstlib.config import (FAST_DEV_EVAL_SAMPLES, FAST_DEV_STEPS, PRESENTATION_KNOBS, ChapterSpec, Config, Knob,
+                           parse_shard, shortened)
 from dstlib.optimisation import Optimisation
 from dstlib.train import distributed_context, pick_device
 
@@ -100,7 +101,20 @@ def fit_options(config: Config, **optimisation: Any) -> dict[str, Any]:
     ``fit`` shows none."""
     optim = Optimisation(**{"lr": config.lr, "weight_decay": config.weight_decay, "lr_schedule": config.lr_schedule,
                             "milestones": config.lr_milestones, "gamma": config.lr_gamma, **optimisation})
-    return {"epochs": config.epochs, "batch_size": config.batch_size, "device": config.device, "optim": optim}
+    return {"epochs": config.epochs, "batch_size": config.batch_size, "device": config.device, "optim": optim,
+            "limit_batches": FAST_DEV_STEPS if config.fast_dev_run else 0}
+
+
+def evaluation_part(data: Any, config: Config) -> Any:
+    """``data`` to evaluate on: its first :data:`~dstlib.config.FAST_DEV_EVAL_SAMPLES` samples in a fast
+    dev run (tensors, a tuple of them or any map-style dataset), all of it otherwise."""
+    if not config.fast_dev_run:
+        return data
+    if isinstance(data, torch.Tensor):
+        return data[:FAST_DEV_EVAL_SAMPLES]
+    if isinstance(data, tuple | list) and data and all(isinstance(part, torch.Tensor) for part in data):
+        return type(data)(part[:FAST_DEV_EVAL_SAMPLES] for part in data)
+    return torch.utils.data.Subset(data, range(min(len(data), FAST_DEV_EVAL_SAMPLES)))
 
 
 def present(*callbacks: Callback | None | bool) -> list[Callback]:
@@ -312,10 +326,12 @@ def train_point(config: Config, point: Mapping[str, Any], train: Callable[[Mappi
     params = point_params(point)
     context = distributed_context()
     record_id, path, extras_path = record_paths(config, point)
+    marked = {"fast_dev_run": True} if config.fast_dev_run else {}  # a column no analysis of real runs has
     checkpoint = checkpoint_path(path, record_id)
     started = time.perf_counter()
     outcome = train(params, checkpoint)
-    record = results.make_record(id=record_id, chapter=config.chapter, profile=config.profile, params=params,
+    record = results.make_record(id=record_id, chapter=config.chapter, profile=config.profile,
+                                 params={**params, **marked},
                                  metrics=outcome.metrics, history=outcome.history,
                                  wall_time_s=time.perf_counter() - started, config=config.to_dict(),
                                  device=pick_device(config.device), world_size=context.world_size,
@@ -390,20 +406,26 @@ class Chapter(Protocol):
 
 
 def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
-    """Run every point of ``chapter``'s grid for ``config``: records already written by the same code are
-    read back (one line says so), interrupted points resume from their checkpoint, new ones are trained,
-    in ``config.workers`` processes at once on a CPU (:func:`trained_points`). ``data`` replaces
-    ``chapter.load(config)`` (a notebook that already loaded it). Shows one progress bar over the points
-    (``config.progress``) on stderr, with the time left."""
+    """Run every point of ``chapter``'s grid for ``config`` (of its ``config.shard`` slice, see
+    :func:`shard_points`): records already written by the same code are read back (one line says so),
+    interrupted points resume from their checkpoint, new ones are trained, in ``config.workers``
+    processes at once on a CPU (:func:`trained_points`). ``data`` replaces ``chapter.load(config)`` (a
+    notebook that already loaded it). Shows one progress bar over the points (``config.progress``) on
+    stderr, with the time left. A fast dev run first prints what it shortened."""
     from tqdm import tqdm
 
     if config.chapter != chapter.SPEC.name:
         raise ValueError(f"config.chapter={config.chapter!r}: allowed {chapter.SPEC.name!r}, the chapter run")
-    points = chapter.points(config)
+    grid_points = chapter.points(config)
+    points = shard_points(chapter, config, grid_points)
+    main = distributed_context().is_main
+    if config.fast_dev_run and main:
+        print(f"fast dev run of {config.chapter}/{config.profile}: {FAST_DEV_STEPS} steps and "
+              f"{FAST_DEV_EVAL_SAMPLES} evaluation samples per point; " + "; ".join(shortened(chapter.SPEC, config)))
     with torch_threads(threads_per_point(config)):  # data built by training (EL2N scores) too
         data = chapter.load(config) if data is None else data
     done: list[tuple[dict[str, Any], dict[str, Any]] | None] = []
-    show = bool(config.progress) and distributed_context().is_main
+    show = bool(config.progress) and main
     with tqdm(total=len(points), desc=config.chapter, unit="run", disable=not show, file=sys.stderr,
               dynamic_ncols=True) as bar:
         for point in points:
@@ -412,6 +434,8 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
         stage = getattr(chapter, "stage", lambda point: 0)
         for level in sorted({stage(point) for point in points}):
             todo = [index for index, point in enumerate(points) if done[index] is None and stage(point) == level]
+            if todo and len(points) < len(grid_points):
+                require_stages_below(config, [point for point in grid_points if stage(point) < level], level)
             for index, trained in trained_points(chapter, config, data, points, todo):
                 done[index] = trained
                 bar.update()
@@ -420,6 +444,49 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
         result.records.append(record)
         result.extras.append(extras)
     return result
+
+
+def point_cost(chapter: Chapter, config: Config, point: Mapping[str, Any]) -> float:
+    """The estimated cost of training ``point``: the chapter's ``cost(config, point)`` where it declares
+    one (relative units: a run on 30% of the data costs 0.3), else 1."""
+    return float(chapter.cost(config, point)) if hasattr(chapter, "cost") else 1.0
+
+
+def shard_assignment(costs: Sequence[float], shards: int) -> list[int]:
+    """The slice (0-based) of each of the points whose ``costs`` are given, balanced over ``shards``: the
+    costliest point first goes to the slice with the least cost so far (the lowest-numbered on a tie), so
+    the assignment is deterministic, every point is in exactly one slice and the largest slice exceeds
+    the mean by less than the costliest point."""
+    totals = [0.0] * shards
+    slices = [0] * len(costs)
+    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        chosen = min(range(shards), key=lambda k: (totals[k], k))
+        slices[index] = chosen
+        totals[chosen] += costs[index]
+    return slices
+
+
+def shard_points(chapter: Chapter, config: Config, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points of ``points`` in ``config.shard``'s slice ``K/N`` (all of them for ``1/1``), in grid
+    order, by :func:`shard_assignment` of their :func:`point_cost`."""
+    k, n = parse_shard(config.shard)
+    if n == 1:
+        return points
+    slices = shard_assignment([point_cost(chapter, config, point) for point in points], n)
+    return [point for point, chosen in zip(points, slices, strict=True) if chosen == k - 1]
+
+
+def require_stages_below(config: Config, below: list[dict[str, Any]], level: int) -> None:
+    """A shard trains points of stage ``level`` only when every point of the stages below it, in any
+    slice, has its record (chapter 3's LTH starts from the dense run's weights); a ``ValueError`` names
+    what is missing otherwise."""
+    missing = [point for point in below if read_back(*record_paths(config, point)[1:]) is None]
+    if missing:
+        shown = "; ".join(", ".join(f"{k}={v}" for k, v in point.items()) for point in missing[:3])
+        raise ValueError(f"shard={config.shard!r}: its stage-{level} points start from the records of {len(missing)} "
+                         f"earlier-stage points that other slices train and that are not written yet ({shown}"
+                         f"{', ...' if len(missing) > 3 else ''}); run this shard again once those slices are done "
+                         "(its finished records are kept)")
 
 
 _WORK: tuple[Chapter, Config, Any, list[dict[str, Any]]] | None = None  # what forked workers inherit

@@ -8,6 +8,7 @@ mask of one layer after every epoch (for the mask-evolution figure).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from dstlib.experiments.common import (
     Outcome,
     densities_of,
     engine_factory,
+    evaluation_part,
     fit_options,
     grid,
     main_process_first,
@@ -92,6 +94,7 @@ SPEC = ChapterSpec(
     paper="evci2020rigl",
     knobs=KNOBS,
     checks=(check_model_fits_data,),
+    fast_dev={"batch_size": 2, "densities": [0.1]},
     # RigL's engine settings (Evci et al. 2020): ERK, drop fraction 0.3 cosine-annealed to 0 at 75% of
     # training. The tutorial regime, chosen by a pilot (see the chapter): mnist1d, whose classes a 1-D CNN
     # separates only with enough capacity, 4,000 training sequences, 5,000 test sequences (so that one test
@@ -146,6 +149,18 @@ def load(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.da
     return data.subset(train_set, config.train_samples), test_set
 
 
+# Training samples of each dataset (CIFAR-10's 50,000; the digits' train split; mnist1d's 80%).
+TRAIN_SIZES = {"cifar10": lambda config: 50_000, "digits": lambda config: 1_437,
+               "mnist1d": lambda config: int(0.8 * config.generated_samples)}
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
+    """``(optimizer steps, samples per step)`` of one run of ``config``'s grid (for its cost table)."""
+    samples = TRAIN_SIZES[config.dataset](config)
+    samples = min(samples, config.train_samples) if config.train_samples else samples
+    return config.epochs * math.ceil(samples / config.batch_size), config.batch_size
+
+
 def snapshot_layer(engine: Any) -> str:
     """The sparse layer whose mask the chapter animates: the middle one of the engine's layers."""
     names = list(engine.masks)
@@ -179,7 +194,7 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
                                    EpochEndHook(on_epoch_end)),
                  seed=seed, checkpoint=checkpoint, resume=True, **fit_options(config))
     final = fitted.history[-1]
-    test_accuracy = evaluate(fitted.model, test_set)["accuracy"]
+    test_accuracy = evaluate(fitted.model, evaluation_part(test_set, config))["accuracy"]
     example = train_set.tensors[0][:1].to(pick_device(config.device))
     cost = flops(fitted.model, example, engine=fitted.engine)
     metrics = {
