@@ -390,9 +390,12 @@ class Chapter(Protocol):
       a chapter defines one (chapter 8: its claims read the benchmark and training parts together).
 
     Optionally ``stage(point) -> int``: points of a stage train only once every point of the stages
-    below it has its record (chapter 3: LTH and OMP start from the weights of a dense run); and
+    below it has its record (chapter 3: LTH and OMP start from the weights of a dense run);
     ``claims_for(profile)``: the claims judged in ``profile`` where they differ from ``CLAIMS`` (the
-    paper profile's), see :func:`dstlib.experiments.claims_of`.
+    paper profile's), see :func:`dstlib.experiments.claims_of`; and for paper scale
+    (:mod:`dstlib.experiments.scale`): ``paper_steps(config, point) -> (steps, samples per step)`` of a
+    run (its cost table, and the balance of :func:`shard_points`) and ``fixture(root)``, which writes a
+    tiny dataset in the real on-disk layout of the paper profile's data under ``root``.
     """
 
     SPEC: ChapterSpec
@@ -447,9 +450,12 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
 
 
 def point_cost(chapter: Chapter, config: Config, point: Mapping[str, Any]) -> float:
-    """The estimated cost of training ``point``: the chapter's ``cost(config, point)`` where it declares
-    one (relative units: a run on 30% of the data costs 0.3), else 1."""
-    return float(chapter.cost(config, point)) if hasattr(chapter, "cost") else 1.0
+    """The estimated cost of training ``point``: the samples it trains on, from the chapter's
+    ``paper_steps(config, point)`` (optimizer steps and samples per step) where it declares it, else 1."""
+    if not hasattr(chapter, "paper_steps"):
+        return 1.0
+    steps, per_step = chapter.paper_steps(config, point)
+    return float(steps) * float(per_step)
 
 
 def shard_assignment(costs: Sequence[float], shards: int) -> list[int]:

@@ -19,7 +19,11 @@ same model cost the same here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,3 +109,29 @@ def fast_dev_run(chapter: Any, profile: str = "paper", **overrides: Any) -> tupl
     folder = results.results_root(config.out_dir) / config.chapter
     write_text(folder / f"fast_dev_cost_{config.profile}.csv", table.to_csv(index=False))
     return result, table
+
+
+@contextlib.contextmanager
+def data_at(root: str | os.PathLike) -> Iterator[None]:
+    """Read every dataset from ``root`` inside the block (``DSTLIB_DATA``, see
+    :func:`dstlib.data.registry.data_root`)."""
+    before = os.environ.get("DSTLIB_DATA")
+    os.environ["DSTLIB_DATA"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["DSTLIB_DATA"]
+        else:
+            os.environ["DSTLIB_DATA"] = before
+
+
+def fast_dev_on_fixture(chapter: Any, profile: str = "paper", **overrides: Any) -> tuple[Any, pd.DataFrame]:
+    """:func:`fast_dev_run` on a tiny dataset the chapter writes in its real on-disk layout
+    (``chapter.fixture(root)``) in a temporary folder, with records there too: the paper path proven and
+    priced without the paper's data (the tests, and the chapters' "At paper scale" tables)."""
+    with tempfile.TemporaryDirectory(prefix=f"dstlib-fast-dev-{chapter.SPEC.name}-") as folder:
+        root = Path(folder)
+        chapter.fixture(root / "data")
+        with data_at(root / "data"):
+            return fast_dev_run(chapter, profile, **{"out_dir": str(root / "results"), "progress": False, **overrides})
