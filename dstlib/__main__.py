@@ -5,6 +5,9 @@
     torchrun --nproc_per_node=4 -m dstlib run corruption_robustness --profile paper
     python -m dstlib sweep dst_from_scratch --profile smoke --grid lr=0.01,0.05 --grid seeds=0,1
     python -m dstlib pilot large_kernels
+    python -m dstlib run large_kernels --profile paper --fast-dev-run
+    python -m dstlib run corruption_robustness --profile paper --shard 3/8
+    python -m dstlib gather corruption_robustness --profile paper --shards 8
 
 ``run`` writes one JSON record per training run under ``--out`` (default ``results/``) and prints the
 summary table. ``sweep`` executes the chapter notebook with papermill once per grid point (a list knob
@@ -12,9 +15,14 @@ such as ``seeds`` takes one element per point), skips points whose executed note
 and gathers every record into ``<out>/<chapter>/sweep/table.csv``. A point whose notebook raises is
 reported in one line (the notebook's error), its notebook is removed and the sweep goes on with the
 other points; the command then exits 1. Ctrl-C prints what is kept and exits 130; the same command
-resumes. ``pilot`` trains the candidate tutorial regimes a chapter declares (its ``PILOT``) on the
-pilot's seeds and writes the table the chapter shows, ``book/pilots/<chapter>.csv``
-(:mod:`dstlib.experiments.pilot`).
+resumes. ``--fast-dev-run`` runs the profile's whole path (its model at full size, its data loader,
+the engine with a topology update) for a few steps per point of a shortened grid, prints what it shortened and the
+cost of the full grid (:mod:`dstlib.experiments.scale`). ``--shard K/N`` runs the K-th of N slices of
+the grid (each point in exactly one, balanced by cost): one job of a SLURM array, or one per GPU;
+``gather`` then reads the records of all slices as one run, names the slices that are missing points
+(an error, exit 2) or prints the table and the verdicts. ``pilot`` trains the candidate tutorial regimes a
+chapter declares (its ``PILOT``) on the pilot's seeds and writes the table the chapter shows,
+``book/pilots/<chapter>.csv`` (:mod:`dstlib.experiments.pilot`).
 """
 
 from __future__ import annotations
@@ -37,12 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the chapters, their knobs and profile values")
     run = sub.add_parser("run", help="run a chapter's experiment and write its records")
     sweep = sub.add_parser("sweep", help="execute a chapter notebook over a parameter grid with papermill")
-    for p in (run, sweep):
+    gather = sub.add_parser("gather", help="read the records of all shards of a chapter's grid as one run, judge it")
+    for p in (run, sweep, gather):
         p.add_argument("chapter", help=f"one of: {chapters}")
         p.add_argument("--profile", default="tutorial", help=f"one of: {', '.join(cfg.PROFILES)}")
         p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                        help="override a knob (repeatable); lists are comma-separated")
         p.add_argument("--out", default=None, help="results folder (default: results/ at the repository root)")
+    for p in (run, sweep):
+        p.add_argument("--shard", default=None, metavar="K/N", help="run only the K-th of N slices of the grid")
+    run.add_argument("--fast-dev-run", action="store_true",
+                     help="the profile's whole path for a few steps per point, and the full grid's cost")
+    gather.add_argument("--shards", type=int, default=1, metavar="N", help="the N the grid was sharded into")
     pilot = sub.add_parser("pilot", help="train a chapter's candidate tutorial regimes and write its pilot table")
     pilot.add_argument("chapter", help="a chapter that declares PILOT: " + ", ".join(
         name for name in experiments.names() if hasattr(experiments.module(name), "PILOT")))
@@ -64,16 +78,41 @@ def list_chapters() -> str:
     return "\n".join(lines)
 
 
-def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | None) -> int:
+def run_chapter(chapter: str, profile: str, assignments: list[str], out: str | None, shard: str | None = None,
+                fast_dev_run: bool = False) -> int:
     spec = experiments.spec(chapter)
     overrides = cfg.parse_assignments(spec, assignments)
     if out is not None:
         overrides["out_dir"] = out
-    config = spec.resolve(profile, **overrides)
-    result = experiments.run(chapter, config)
+    if shard is not None:
+        overrides["shard"] = shard
+    if fast_dev_run:
+        from dstlib.experiments import scale
+
+        result, table = scale.fast_dev_run(experiments.module(chapter), profile, **overrides)
+    else:
+        result = experiments.run(chapter, spec.resolve(profile, **overrides))
     if int(os.environ.get("RANK", 0)) == 0:
         print(result.frame.drop(columns=["id", "chapter"]).to_string(index=False))
-        print(f"{len(result.records)} records in {results.results_root(config.out_dir) / chapter}")
+        print(f"{len(result.records)} records in {results.results_root(result.config.out_dir) / chapter}")
+        if fast_dev_run:
+            print(f"the {profile} grid, priced by this fast dev run ({scale.GPU} at {scale.GPU_UTILISATION:.0%} of "
+                  f"peak):\n{table.to_string(index=False)}")
+    return 0
+
+
+def gather_chapter(chapter: str, profile: str, assignments: list[str], out: str | None, shards: int) -> int:
+    """Print the records of all ``shards`` slices of the grid as one table and its verdicts (a
+    ``ValueError`` names the slices that lack records)."""
+    spec = experiments.spec(chapter)
+    overrides = cfg.parse_assignments(spec, assignments)
+    if out is not None:
+        overrides["out_dir"] = out
+    result = experiments.gather(chapter, spec.resolve(profile, **overrides), shards)
+    print(result.frame.drop(columns=["id", "chapter"]).to_string(index=False))
+    from dstlib.book import verdict_table
+
+    print(verdict_table(experiments.judge(chapter, result.frame)).to_string())
     return 0
 
 
@@ -106,10 +145,17 @@ def point_name(point: dict[str, Any]) -> str:
     return "".join(c if c.isalnum() or c in "=,._-" else "-" for c in name)
 
 
-def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], out: str | None) -> int:
+def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], out: str | None,
+          shard: str | None = None) -> int:
     import papermill
 
+    from dstlib.experiments.common import shard_assignment
+
     points = sweep_points(chapter, profile, assignments, axes)
+    if shard is not None:  # the K-th of N slices of the sweep's points (each one notebook of like cost)
+        k, n = cfg.parse_shard(shard)
+        slices = shard_assignment([1.0] * len(points), n)
+        points = [point for point, chosen in zip(points, slices, strict=True) if chosen == k - 1]
     spec = experiments.spec(chapter)
     root = results.results_root(out).resolve()
     folder = root / chapter / "sweep"
@@ -134,7 +180,9 @@ def sweep(chapter: str, profile: str, assignments: list[str], axes: list[str], o
             print(f"error: {point} failed in cell {error.exec_count}: {error.ename}: {error.evalue}", file=sys.stderr)
         finally:
             partial.unlink(missing_ok=True)  # a failed or interrupted point leaves no notebook; it reruns
-    records = [r for r in results.read_records(root / chapter) if r["profile"] == profile]
+    fast = bool(cfg.parse_assignments(spec, assignments).get("fast_dev_run"))  # never mixed with real records
+    records = [r for r in results.read_records(root / chapter)
+               if r["profile"] == profile and bool(r["params"].get("fast_dev_run")) == fast]
     table = results.to_frame(records)
     from dstlib.atomic import write_text
 
@@ -162,14 +210,17 @@ def main(argv: list[str] | None = None) -> int:
             print(list_chapters())
             return 0
         if args.command == "run":
-            return run_chapter(args.chapter, args.profile, args.assignments, args.out)
+            return run_chapter(args.chapter, args.profile, args.assignments, args.out, args.shard,
+                               args.fast_dev_run)
+        if args.command == "gather":
+            return gather_chapter(args.chapter, args.profile, args.assignments, args.out, args.shards)
         if args.command == "pilot":
             from dstlib.experiments.pilot import pilot_path, run_pilot
 
             print(run_pilot(args.chapter, out_dir=args.out).to_string(index=False))
             print(f"pilot table -> {pilot_path(args.chapter)}")
             return 0
-        return sweep(args.chapter, args.profile, args.assignments, args.grid, args.out)
+        return sweep(args.chapter, args.profile, args.assignments, args.grid, args.out, args.shard)
     except (ValueError, FileNotFoundError) as error:  # bad input, or a dataset not available offline
         print(f"error: {error}", file=sys.stderr)
         return 2

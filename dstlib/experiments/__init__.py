@@ -54,6 +54,14 @@ def run(chapter: str | ModuleType, config: Config, data: Any = None):
     return common.run(_chapter(chapter), config, data)
 
 
+def gather(chapter: str | ModuleType, config: Config, shards: int = 1):
+    """The records of every slice of ``chapter``'s sharded grid as one run: see
+    :func:`dstlib.experiments.common.gathered`."""
+    from dstlib.experiments import common
+
+    return common.gathered(_chapter(chapter), config, shards)
+
+
 def judge(chapter: str | ModuleType, frame: pd.DataFrame, *, alpha: float = 0.05):
     """The verdicts of ``chapter``'s ``CLAIMS`` on the records ``frame``: see
     :func:`dstlib.experiments.claims.judge`; the power lines offer the papermill command that reruns the
@@ -61,6 +69,9 @@ def judge(chapter: str | ModuleType, frame: pd.DataFrame, *, alpha: float = 0.05
     from dstlib.experiments import claims
 
     module = _chapter(chapter)
+    if "fast_dev_run" in frame and frame["fast_dev_run"].fillna(False).astype(bool).nunique() > 1:
+        raise ValueError("frame: mixes fast dev run records (params fast_dev_run=True) with real ones; allowed "
+                         "records of one kind (a fast dev run's verdicts say nothing about the paper's claims)")
     profile = frame["profile"].iloc[0] if "profile" in frame and len(frame) else "tutorial"
     rerun = f'papermill {module.SPEC.notebook} rerun.ipynb -p profile {profile} -y "seeds: {{seeds}}"'
     return claims.judge(claims_of(module, profile), frame, alpha=alpha, rerun=rerun)

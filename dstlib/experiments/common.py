@@ -40,8 +40,16 @@ from torch import nn
 from dstlib import checks, results, sparse
 from dstlib.atomic import torch_save
 from dstlib.callbacks import Callback, EngineFactory
-from dstlib.config import (FAST_DEV_EVAL_SAMPLES, FAST_DEV_STEPS, PRESENTATION_KNOBS, ChapterSpec, Config, Knob,
-                           parse_shard, shortened)
+from dstlib.config import (
+    FAST_DEV_EVAL_SAMPLES,
+    FAST_DEV_STEPS,
+    PRESENTATION_KNOBS,
+    ChapterSpec,
+    Config,
+    Knob,
+    parse_shard,
+    shortened,
+)
 from dstlib.optimisation import Optimisation
 from dstlib.train import distributed_context, pick_device
 
@@ -607,3 +615,21 @@ def align_by_seed(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Two seed-indexed series as arrays over the seeds where both have a value, in seed order."""
     seeds = a.dropna().index.intersection(b.dropna().index).sort_values()
     return a[seeds].to_numpy(), b[seeds].to_numpy()
+
+
+def gathered(chapter: Chapter, config: Config, shards: int) -> ChapterResult:
+    """The records of ``chapter``'s whole grid for ``config``, written by the ``shards`` slices of a sharded
+    run (``shard=K/N``), as one run; reads, never trains. A ``ValueError`` names every slice that lacks
+    records and how many, so a missing slice is never analysed as a smaller grid."""
+    checks.integer("shards", shards, low=1)
+    result, missing = recorded(chapter, config)
+    if missing:
+        points = chapter.points(config)
+        slices = shard_assignment([point_cost(chapter, config, point) for point in points], shards)
+        absent = sorted({slices[points.index(point)] + 1 for point in missing})
+        counts = ", ".join(f"{k}/{shards} ({sum(slices[points.index(p)] + 1 == k for p in missing)} points)"
+                           for k in absent)
+        raise ValueError(f"{config.chapter}/{config.profile}: {len(missing)} of {len(points)} points have no record; "
+                         f"missing from shard(s) {counts}: run them with --shard K/{shards} (or the whole grid "
+                         f"unsharded) before the analysis")
+    return result

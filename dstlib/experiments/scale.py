@@ -61,7 +61,8 @@ def cost_table(chapter: Any, fast_records: list[dict[str, Any]], paper: Config) 
     """The full grid of ``paper`` (the profile the fast dev run shortened) priced by the fast dev run's
     ``fast_records``: one row per fast dev point (the grid's points it stands for), then a total row.
 
-    Columns: the ``point`` (the values the fast dev grid varies), ``runs`` of the full grid, their optimizer ``steps``, ``samples_per_step``,
+    Columns: the ``point`` (the values the fast dev grid varies), ``runs`` of the full grid, their
+    optimizer ``steps``, ``samples_per_step``,
     ``gflops_per_sample`` (forward and backward, counted), ``ms_per_sample_here`` (measured),
     ``cpu_days`` here and ``gpu_hours`` on :data:`GPU`."""
     if not hasattr(chapter, "paper_steps"):
