@@ -51,10 +51,12 @@ class PGD:
         model.eval()
         try:
             for _ in range(self.steps):
-                adversarial.requires_grad_(True)
-                attacked = task.with_input(batch, adversarial)
+                leaf = adversarial.detach().requires_grad_(True)
+                # the model reads a non-leaf view of the leaf: module hooks on its input (FlopCounterMode's,
+                # in a fast dev run's first step) cannot follow autograd.grad to a leaf
+                attacked = task.with_input(batch, leaf.view_as(leaf))
                 loss = task.loss(as_float(model(*task.model_inputs(attacked))), attacked).sum()
-                (grad,) = torch.autograd.grad(loss, adversarial)
+                (grad,) = torch.autograd.grad(loss, leaf)
                 step = adversarial.detach() + self.step_size * grad.sign()
                 adversarial = torch.minimum(torch.maximum(step, x - self.eps), x + self.eps).clamp(low, high)
         finally:

@@ -1,4 +1,5 @@
-"""Image datasets: sklearn digits (offline, real handwriting) and CIFAR-10/100 (real, downloaded).
+"""Image datasets: sklearn digits (offline, real handwriting) and CIFAR-10/100 (real: the extracted
+pickles or the downloaded tarball).
 
 All image tensors are float32 in ``[0, 1]`` with shape ``(N, C, H, W)``; targets are int64 ``(N,)``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from dstlib import checks
-from dstlib.data.registry import DatasetSpec, RemoteFile, cached, fetch, register
+from dstlib.data.registry import DatasetNotAvailable, DatasetSpec, RemoteFile, cached, fetch, register
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -62,31 +64,86 @@ CIFAR100_FILE = RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.ta
                            "cifar-100-python.tar.gz")
 
 
-def _read_cifar_archive(archive: Path, members: list[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read pickled CIFAR batches ``members`` out of the python-version tarball, in order."""
-    images, labels = [], []
+# Training samples of CIFAR-10 and CIFAR-100 (each holds 50,000 training and 10,000 test images).
+CIFAR_TRAIN_SAMPLES = 50_000
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """One CIFAR dataset on disk: its checked archive and the folder the archive unpacks to, which holds
+    one pickled batch per member name (``data`` uint8 ``(n, 3072)`` and the labels under ``label_key``)."""
+
+    dataset: str
+    remote: RemoteFile
+    folder: str
+    members: dict[str, tuple[str, ...]]
+    label_key: str
+
+
+CIFAR10 = CifarLayout("cifar10", CIFAR10_FILE, "cifar-10-batches-py",
+                      {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}, "labels")
+CIFAR100 = CifarLayout("cifar100", CIFAR100_FILE, "cifar-100-python", {"train": ("train",), "test": ("test",)},
+                       "fine_labels")
+
+
+def _batch_arrays(batch: dict, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    return (np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
+            np.asarray(batch[label_key], dtype=np.int64))
+
+
+def _read_cifar_folder(folder: Path, members: tuple[str, ...], label_key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pickled batches ``members`` of an extracted folder, in order; a missing one is named."""
+    batches = []
+    for member in members:
+        path = folder / member
+        if not path.is_file():
+            raise DatasetNotAvailable(f"{path} is missing: the extracted folder {folder} needs "
+                                      f"{', '.join(members)} (the layout the official tarball unpacks to)")
+        with open(path, "rb") as handle:
+            batches.append(_batch_arrays(pickle.load(handle, encoding="latin1"), label_key))  # noqa: S301 - the official batches
+    return batches
+
+
+def _read_cifar_archive(archive: Path, members: tuple[str, ...], label_key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The pickled batches ``members`` out of the python-version tarball, in order."""
     with tarfile.open(archive, "r:gz") as tar:
         by_name = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        for member in members:
-            handle = tar.extractfile(by_name[member])
-            batch = pickle.load(handle, encoding="latin1")  # noqa: S301 - sha256-verified archive
-            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    x = torch.from_numpy(np.concatenate(images)).float() / 255.0
-    return x, torch.from_numpy(np.concatenate(labels))
+        return [_batch_arrays(pickle.load(tar.extractfile(by_name[member]), encoding="latin1"), label_key)  # noqa: S301 - sha256-verified archive
+                for member in members]
+
+
+def load_cifar(layout: CifarLayout, split: str, root: Path, download: bool) -> TensorDataset:
+    """``split`` of ``layout`` under ``root/<dataset>/``: from the extracted folder
+    ``<folder>/<member>`` pickles when that folder exists (what torchvision users have on disk), else from
+    the sha256-checked tarball ``<filename>`` (downloaded first if ``download``)."""
+    checks.one_of("split", split, tuple(layout.members))
+    folder = Path(root) / layout.dataset / layout.folder
+    members = layout.members[split]
+    if folder.is_dir():
+        batches = _read_cifar_folder(folder, members, layout.label_key)
+    else:
+        try:
+            archive = fetch(layout.dataset, layout.remote, root, download)
+        except DatasetNotAvailable as error:
+            raise DatasetNotAvailable(f"{error} Or put the extracted folder at {folder} (for split "
+                                      f"{split!r} it needs {', '.join(members)}).") from error
+        batches = _read_cifar_archive(archive, members, layout.label_key)
+    x = torch.from_numpy(np.concatenate([images for images, _ in batches])).float() / 255.0
+    return TensorDataset(x, torch.from_numpy(np.concatenate([labels for _, labels in batches])))
 
 
 def load_cifar10(split: str, root: Path, download: bool = False) -> TensorDataset:
-    """CIFAR-10 (50,000 train / 10,000 test, 32x32 RGB, 10 classes) from the official python tarball."""
-    archive = fetch("cifar10", CIFAR10_FILE, root, download)
-    members = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    return TensorDataset(*_read_cifar_archive(archive, members, "labels"))
+    """CIFAR-10 (50,000 train / 10,000 test, 32x32 RGB, 10 classes): the extracted
+    ``root/cifar10/cifar-10-batches-py/`` (``data_batch_1`` .. ``data_batch_5``, ``test_batch``) or the
+    official python tarball ``root/cifar10/cifar-10-python.tar.gz`` (:func:`load_cifar`)."""
+    return load_cifar(CIFAR10, split, root, download)
 
 
 def load_cifar100(split: str, root: Path, download: bool = False) -> TensorDataset:
-    """CIFAR-100 (50,000 train / 10,000 test, 32x32 RGB, 100 fine classes) from the official tarball."""
-    archive = fetch("cifar100", CIFAR100_FILE, root, download)
-    return TensorDataset(*_read_cifar_archive(archive, [split], "fine_labels"))
+    """CIFAR-100 (50,000 train / 10,000 test, 32x32 RGB, 100 fine classes): the extracted
+    ``root/cifar100/cifar-100-python/`` (``train``, ``test``) or the official tarball
+    ``root/cifar100/cifar-100-python.tar.gz`` (:func:`load_cifar`)."""
+    return load_cifar(CIFAR100, split, root, download)
 
 
 register(DatasetSpec("digits", load_digits, "classification", 10, None, True,

@@ -15,6 +15,7 @@ is the real CIFAR-10-C / CIFAR-100-C benchmark.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from dstlib.callbacks import Augmentation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data import corruptions, spectral
 from dstlib.data.augment import random_crop_flip
+from dstlib.data.fixtures.cifar import write_cifar10, write_cifar10c
+from dstlib.data.images import CIFAR_TRAIN_SAMPLES
 from dstlib.evaluation import evaluate, predict
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, PAPER, ClaimSpec, levels
 from dstlib.experiments.common import (
@@ -39,6 +42,7 @@ from dstlib.experiments.common import (
     align_by_seed,
     densities_of,
     engine_factory,
+    evaluation_part,
     fit_options,
     grid,
     main_process_first,
@@ -87,6 +91,8 @@ SPEC = ChapterSpec(
     notebook="book/02_corruption_robustness.ipynb",
     paper="wu2025dst_robustness",
     knobs=KNOBS,
+    # One sparsity for each method; every corruption, severity and radius is evaluated (on a few images).
+    fast_dev={"batch_size": 2, "sparsities": [0.5]},
     # The engine settings of the authors' ITOP/GraNet CIFAR code (the paper publishes none of its own): ERK,
     # drop fraction 0.5 cosine-annealed over the whole run to 0.005, GraNet pruning from density 0.8 (see
     # dstlib.experiments.common.method_options) until half of training (its CIFAR scripts: epoch 80 of 160;
@@ -172,18 +178,37 @@ def load(config: Config) -> ChapterData:
     return ChapterData(train_set, test_set, (images, targets), corrupted, filtered_test_sets(images, config.radii))
 
 
+# Training samples of each dataset: CIFAR-10's and CIFAR-100's 50,000, the digits' train split.
+TRAIN_SIZES = {"digits": 1_437, "cifar10": CIFAR_TRAIN_SAMPLES, "cifar100": CIFAR_TRAIN_SAMPLES}
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
+    """``(optimizer steps, samples per step)`` of one run of ``config``'s grid (for its cost table)."""
+    return config.epochs * math.ceil(TRAIN_SIZES[config.dataset] / config.batch_size), config.batch_size
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layouts under ``root``: CIFAR-10's extracted python pickles and
+    CIFAR-10-C's unpacked ``.npy`` folder, ten images per batch file and per severity
+    (:mod:`dstlib.data.fixtures.cifar`). The CIFAR-100 override (``dataset=cifar100``) reads
+    CIFAR-100-C, which the fixture does not write."""
+    write_cifar10(root)
+    write_cifar10c(root)
+
+
 def points(config: Config) -> list[dict[str, Any]]:
     """Every (seed, method, density); dense once per seed, at density 1."""
     return grid({"seed": config.seeds, "method": config.methods, "density": densities_of(config)}, DENSE_ONCE)
 
 
 def evaluation_subset(test_set, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``eval_images`` test images of a fixed seeded permutation (all of them for 0)."""
+    """The first ``eval_images`` test images of a fixed seeded permutation (all of them for 0), cut to
+    :func:`~dstlib.experiments.common.evaluation_part` in a fast dev run."""
     x, y = test_set.tensors
     if config.eval_images == 0 or config.eval_images >= len(y):
-        return x, y
+        return evaluation_part((x, y), config)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[: config.eval_images]
-    return x[order], y[order]
+    return evaluation_part((x[order], y[order]), config)
 
 
 def corrupted_test_sets(config: Config, test_set) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]:

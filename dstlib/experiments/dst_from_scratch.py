@@ -20,6 +20,8 @@ from dstlib import data, models, stats
 from dstlib.callbacks import Augmentation, EpochEndHook, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
+from dstlib.data.fixtures.cifar import write_cifar10
+from dstlib.data.images import CIFAR_TRAIN_SAMPLES
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, ClaimSpec, Levels, largest, levels, other_than
 from dstlib.experiments.common import (
@@ -150,7 +152,7 @@ def load(config: Config) -> tuple[torch.utils.data.TensorDataset, torch.utils.da
 
 
 # Training samples of each dataset (CIFAR-10's 50,000; the digits' train split; mnist1d's 80%).
-TRAIN_SIZES = {"cifar10": lambda config: 50_000, "digits": lambda config: 1_437,
+TRAIN_SIZES = {"cifar10": lambda config: CIFAR_TRAIN_SAMPLES, "digits": lambda config: 1_437,
                "mnist1d": lambda config: int(0.8 * config.generated_samples)}
 
 
@@ -159,6 +161,12 @@ def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
     samples = TRAIN_SIZES[config.dataset](config)
     samples = min(samples, config.train_samples) if config.train_samples else samples
     return config.epochs * math.ceil(samples / config.batch_size), config.batch_size
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: CIFAR-10's extracted python pickles,
+    ten images per batch file (:func:`dstlib.data.fixtures.cifar.write_cifar10`)."""
+    write_cifar10(root)
 
 
 def snapshot_layer(engine: Any) -> str:

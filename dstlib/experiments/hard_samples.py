@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from dstlib.callbacks import Augmentation, EngineFactory, Perturbation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data import corruptions
 from dstlib.data.augment import random_crop_flip
+from dstlib.data.fixtures.cifar import write_cifar100
+from dstlib.data.images import CIFAR_TRAIN_SAMPLES
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, largest, levels, smallest
 from dstlib.experiments.common import (
@@ -58,6 +61,7 @@ from dstlib.experiments.common import (
     align_by_seed,
     densities_of,
     engine_factory,
+    evaluation_part,
     fit_options,
     grid,
     main_process_first,
@@ -158,6 +162,11 @@ SPEC = ChapterSpec(
     paper="xiao2024hardsamples",
     knobs=KNOBS,
     checks=(check_dense_run, check_gmp_window),
+    # One sparsity for each method and setting, the smallest data ratio beside the full set, one scoring run
+    # of one epoch (3 steps, as every fit), the PGD evaluation cut to 2 steps (training keeps the paper's
+    # 10, which the cost table prices).
+    fast_dev={"batch_size": 2, "sparsities": [0.9], "data_ratios": [1.0, 0.3], "robust_sparsities": [0.9],
+              "score_epochs": 1, "score_seeds": [0], "pgd_eval_steps": 2},
     # The paper's code (A.1-A.3): SET with ERK, drop fraction 0.2 cosine-annealed over the whole run to
     # 0.001; GMP from 10% to 80% of training; every layer sparse; SGD (Nesterov) with weight decay 5e-4, LR
     # x 0.1 at 50% and 75% with the step schedule; corruptions at severity 5. Its dT is 4 epochs (the paper
@@ -318,6 +327,25 @@ def load(config: Config) -> HardSampleData:
     return data
 
 
+# Training samples of each dataset: CIFAR-100's 50,000, TinyImageNet's 100,000, the digits' train split.
+TRAIN_SIZES = {"digits": 1_437, "cifar100": CIFAR_TRAIN_SAMPLES, "tinyimagenet": 100_000}
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
+    """``(optimizer steps, samples per step)`` of one run of ``config``'s grid, on its data ratio's subset
+    (for its cost table). The EL2N scoring runs (``score_seeds`` x ``score_epochs`` on the full set,
+    shared by the grid) and the PGD evaluation are not counted; an adversarial step's counted FLOPs hold
+    its PGD steps."""
+    samples = max(1, round(point["data_ratio"] * TRAIN_SIZES[config.dataset]))
+    return config.epochs * math.ceil(samples / config.batch_size), config.batch_size
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: CIFAR-100's extracted python pickles,
+    one image per fine class in each of ``train`` and ``test`` (:func:`dstlib.data.fixtures.cifar.write_cifar100`)."""
+    write_cifar100(root)
+
+
 def stage(point: Mapping[str, Any]) -> int:
     """Dense runs first: LTH and OMP points start from their weights."""
     return int(point["method"] != "dense")
@@ -408,6 +436,7 @@ def train_one(config: Config, point: Mapping[str, Any], data: HardSampleData, ch
                                    adversarial and Perturbation(PGD(config.pgd_eps, config.pgd_step_size,
                                                                     config.pgd_steps))),
                  **fit_options(config))
+    test_x, test_y = evaluation_part((test_x, test_y), config)
     metrics: dict[str, Any] = {"accuracy": evaluate(fitted.model, (test_x, test_y))["accuracy"],
                                "train_samples": len(train_y)}
     if adversarial:

@@ -1,0 +1,34 @@
+"""Chapter 1's paper path (WideResNet-22-2 on CIFAR-10 in its extracted python-pickle layout) through a fast
+dev run on a generated fixture, and a fixture with a wrong layout refused naming the file expected."""
+
+import pytest
+
+from dstlib import experiments
+from dstlib.data.fixtures.cifar import write_cifar10
+from dstlib.experiments import scale
+
+CHAPTER = experiments.module("dst_from_scratch")
+
+
+def test_paper_fast_dev_run_on_a_real_layout_fixture():
+    result, table = scale.fast_dev_on_fixture(CHAPTER, workers=1)
+    paper = experiments.resolve("dst_from_scratch", "paper")
+    assert all(r["params"]["fast_dev_run"] and r["config"]["model"] == "wrn22_2" for r in result.records)
+    assert all(r["history"][-1]["flops_per_step"] > 0 and r["history"][-1]["step_time_s"] > 0
+               for r in result.records)
+    dense = next(r for r in result.records if r["params"]["method"] == "dense")
+    # the full-size network: a step's counted FLOPs (batch 2) are about 3x its forward FLOPs per image x 2
+    ratio = dense["history"][-1]["flops_per_step"] / (2 * dense["metrics"]["dense_inference_flops"])
+    assert 2.5 < ratio < 3.5
+    assert all(r["metrics"]["itop_rate"] > r["metrics"]["realised_density"] for r in result.records
+               if r["params"]["method"] in ("set", "rigl"))  # a topology update moved weights
+    assert table.iloc[-1]["runs"] == len(CHAPTER.points(paper))
+    assert experiments.judge(CHAPTER, result.frame).judged  # the analysis runs on the marked records
+
+
+def test_paper_fixture_with_a_wrong_layout_names_the_file_expected(tmp_path):
+    write_cifar10(tmp_path)
+    missing = next(tmp_path.rglob("data_batch_3"))
+    missing.unlink()
+    with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="data_batch_3"):
+        scale.fast_dev_run(CHAPTER, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
