@@ -32,3 +32,22 @@ def test_paper_fixture_with_a_wrong_layout_names_the_file_expected(tmp_path):
     missing.unlink()
     with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="data_batch_3"):
         scale.fast_dev_run(CHAPTER, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
+
+
+CORRUPTION = experiments.module("corruption_robustness")
+
+
+def test_chapter_2_paper_fast_dev_run_on_cifar10_and_cifar10c_fixtures():
+    result, table = scale.fast_dev_on_fixture(CORRUPTION, workers=1)
+    paper = experiments.resolve("corruption_robustness", "paper")
+    assert {r["params"]["method"] for r in result.records} == set(paper.methods)
+    assert all(r["params"]["fast_dev_run"] and r["config"]["model"] == "vgg16" for r in result.records)
+    assert all(r["history"][-1]["flops_per_step"] > 0 for r in result.records)
+    assert table.iloc[-1]["runs"] == len(CORRUPTION.points(paper))
+
+
+def test_chapter_2_fixture_without_a_corruption_file_names_it(tmp_path):
+    CORRUPTION.fixture(tmp_path)
+    next(tmp_path.rglob("gaussian_noise.npy")).unlink()
+    with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="gaussian_noise.npy"):
+        scale.fast_dev_run(CORRUPTION, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
