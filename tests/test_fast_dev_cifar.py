@@ -51,3 +51,14 @@ def test_chapter_2_fixture_without_a_corruption_file_names_it(tmp_path):
     next(tmp_path.rglob("gaussian_noise.npy")).unlink()
     with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="gaussian_noise.npy"):
         scale.fast_dev_run(CORRUPTION, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
+
+
+HARD = experiments.module("hard_samples")
+
+
+def test_chapter_3_paper_fast_dev_run_scores_prunes_and_attacks_on_a_cifar100_fixture():
+    result, table = scale.fast_dev_on_fixture(HARD, workers=1)
+    paper = experiments.resolve("hard_samples", "paper")
+    assert all(r["params"]["fast_dev_run"] and r["config"]["model"] == "resnet18" for r in result.records)
+    assert {r["params"]["setting"] for r in result.records} >= {"el2n", "corrupted", "adversarial"}
+    assert table.iloc[-1]["runs"] == len(HARD.points(paper))
