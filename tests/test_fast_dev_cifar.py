@@ -4,7 +4,6 @@ dev run on a generated fixture, and a fixture with a wrong layout refused naming
 import pytest
 
 from dstlib import experiments
-from dstlib.data.fixtures.cifar import write_cifar10
 from dstlib.experiments import scale
 
 CHAPTER = experiments.module("dst_from_scratch")
@@ -26,15 +25,16 @@ def test_paper_fast_dev_run_on_a_real_layout_fixture():
     assert experiments.judge(CHAPTER, result.frame).judged  # the analysis runs on the marked records
 
 
-def test_paper_fixture_with_a_wrong_layout_names_the_file_expected(tmp_path):
-    write_cifar10(tmp_path)
-    missing = next(tmp_path.rglob("data_batch_3"))
-    missing.unlink()
-    with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="data_batch_3"):
-        scale.fast_dev_run(CHAPTER, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
-
-
 CORRUPTION = experiments.module("corruption_robustness")
+
+
+@pytest.mark.parametrize(("chapter", "removed"), [(CHAPTER, "data_batch_3"), (CORRUPTION, "gaussian_noise.npy")],
+                         ids=["dst_from_scratch", "corruption_robustness"])
+def test_paper_fixture_with_a_wrong_layout_names_the_file_expected(tmp_path, chapter, removed):
+    chapter.fixture(tmp_path)
+    next(tmp_path.rglob(removed)).unlink()
+    with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match=removed):
+        scale.fast_dev_run(chapter, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
 
 
 def test_chapter_2_paper_fast_dev_run_on_cifar10_and_cifar10c_fixtures():
@@ -44,13 +44,6 @@ def test_chapter_2_paper_fast_dev_run_on_cifar10_and_cifar10c_fixtures():
     assert all(r["params"]["fast_dev_run"] and r["config"]["model"] == "vgg16" for r in result.records)
     assert all(r["history"][-1]["flops_per_step"] > 0 for r in result.records)
     assert table.iloc[-1]["runs"] == len(CORRUPTION.points(paper))
-
-
-def test_chapter_2_fixture_without_a_corruption_file_names_it(tmp_path):
-    CORRUPTION.fixture(tmp_path)
-    next(tmp_path.rglob("gaussian_noise.npy")).unlink()
-    with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match="gaussian_noise.npy"):
-        scale.fast_dev_run(CORRUPTION, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
 
 
 HARD = experiments.module("hard_samples")
