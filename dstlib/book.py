@@ -15,6 +15,7 @@ figures and the paragraph (``verdict``) as glued text.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dstlib import plotting, stats
+from dstlib.experiments import scale
 from dstlib.experiments.claims import BOOK_EFFECT
 from dstlib.stats import Judgement
 
@@ -120,4 +122,41 @@ def show_verdict(judgement: Judgement) -> pd.DataFrame:
     glue("effect_of_interest", BOOK_EFFECT, display=False)
     for name, value in headline_glue(judgement).items():
         glue(f"headline_{name}", value, display=False)
+    return table
+
+
+PAPER_COST_COLUMNS = {"point": "point", "runs": "runs", "steps": "optimizer steps", "samples_per_step": "batch",
+                      "gflops_per_sample": "GFLOPs per sample", "ms_per_sample_here": "ms per sample (this CPU)",
+                      "cpu_days": "days on this CPU", "gpu_hours": "GPU hours"}
+
+
+def paper_cost_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`dstlib.experiments.scale.cost_table` for the page: readable headings, rounded, the total row's
+    empty cells blank."""
+    shown = table.rename(columns=PAPER_COST_COLUMNS).set_index("point")
+    shown = shown.round({"GFLOPs per sample": 3, "ms per sample (this CPU)": 2, "days on this CPU": 1,
+                         "GPU hours": 2})
+    return shown.astype(object).where(shown.notna(), "")
+
+
+def show_paper_cost(chapter: Any, **overrides: Any) -> pd.DataFrame:
+    """Run ``chapter``'s fast dev run of its ``paper`` profile on its real-layout fixture
+    (:func:`dstlib.experiments.scale.fast_dev_on_fixture`, with ``overrides``) and glue what the full paper
+    grid costs; returns the cost table (the cell's result):
+
+    * ``paper_cost_table``: :func:`paper_cost_table` (not displayed: it is the cell's result);
+    * ``paper_cost_runs``, ``paper_cost_steps``, ``paper_cost_cpu_days``, ``paper_cost_gpu_hours``: the
+      grid's totals; ``paper_cost_gpu``: the GPU of the estimate;
+    * ``paper_cost_fast_dev_s``: how long the fast dev run took here, in seconds.
+    """
+    start = time.perf_counter()
+    _, table = scale.fast_dev_on_fixture(chapter, "paper", **{"workers": 1, **overrides})
+    total = table.iloc[-1]
+    glue("paper_cost_table", paper_cost_table(table), display=False)
+    glue("paper_cost_runs", int(total["runs"]), display=False)
+    glue("paper_cost_steps", int(total["steps"]), display=False)
+    glue("paper_cost_cpu_days", float(total["cpu_days"]), display=False)
+    glue("paper_cost_gpu_hours", float(total["gpu_hours"]), display=False)
+    glue("paper_cost_gpu", scale.GPU, display=False)
+    glue("paper_cost_fast_dev_s", time.perf_counter() - start, display=False)
     return table
