@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
+from dstlib import book, experiments
 from dstlib import config as cfg
-from dstlib import experiments
 from dstlib.__main__ import main
 from dstlib.experiments import common, scale
 from dstlib.experiments.common import Outcome
@@ -127,6 +127,8 @@ def test_fast_dev_run_marks_its_records_and_prices_the_full_grid(tmp_path, capsy
     steps = sum(CHAPTER.paper_steps(tutorial, point)[0] for point in CHAPTER.points(tutorial))
     assert total["steps"] == steps and total["gpu_hours"] > 0 and math.isfinite(total["cpu_days"])
     assert (tmp_path / "dst_from_scratch" / "fast_dev_cost_tutorial.csv").exists()
+    page = book.paper_cost_table(table)  # the chapters' "At paper scale" table: the total row's gaps blank
+    assert page.loc["all", "runs"] == total["runs"] and page.loc["all", "batch"] == ""
     real = experiments.run(CHAPTER, experiments.resolve("dst_from_scratch", "smoke", out_dir=str(tmp_path),
                                                         **{**SMALL, "seeds": [0]}))
     mixed = common.ChapterResult(real.config, real.records + result.records).frame
