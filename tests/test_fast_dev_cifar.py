@@ -26,13 +26,15 @@ def test_paper_fast_dev_run_on_a_real_layout_fixture():
 
 
 CORRUPTION = experiments.module("corruption_robustness")
+HARD = experiments.module("hard_samples")
 
 
-@pytest.mark.parametrize(("chapter", "removed"), [(CHAPTER, "data_batch_3"), (CORRUPTION, "gaussian_noise.npy")],
-                         ids=["dst_from_scratch", "corruption_robustness"])
+@pytest.mark.parametrize(("chapter", "removed"), [(CHAPTER, "data_batch_3"), (CORRUPTION, "gaussian_noise.npy"),
+                                                   (HARD, "cifar-100-python/train")],
+                         ids=["dst_from_scratch", "corruption_robustness", "hard_samples"])
 def test_paper_fixture_with_a_wrong_layout_names_the_file_expected(tmp_path, chapter, removed):
     chapter.fixture(tmp_path)
-    next(tmp_path.rglob(removed)).unlink()
+    next(path for path in tmp_path.rglob("*") if path.as_posix().endswith(removed)).unlink()
     with scale.data_at(tmp_path), pytest.raises(FileNotFoundError, match=removed):
         scale.fast_dev_run(chapter, "paper", out_dir=str(tmp_path / "results"), workers=1, progress=False)
 
@@ -45,8 +47,6 @@ def test_chapter_2_paper_fast_dev_run_on_cifar10_and_cifar10c_fixtures():
     assert all(r["history"][-1]["flops_per_step"] > 0 for r in result.records)
     assert table.iloc[-1]["runs"] == len(CORRUPTION.points(paper))
 
-
-HARD = experiments.module("hard_samples")
 
 
 def test_chapter_3_paper_fast_dev_run_scores_prunes_and_attacks_on_a_cifar100_fixture():

@@ -95,7 +95,7 @@ def _read(folder: Path, corruption: str, severity: int) -> TensorDataset:
     per_severity = len(images) // len(SEVERITIES)
     rows = slice((severity - 1) * per_severity, severity * per_severity)
     x = torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 255.0  # copied from the mmap
-    return TensorDataset(x.contiguous(), torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)))
+    return TensorDataset(x.contiguous(), torch.from_numpy(np.array(labels[rows], dtype=np.int64)))
 
 
 def load_corrupted(source: CorruptedSet, split: str, root: Path, download: bool = False,
