@@ -22,7 +22,11 @@ Where a UCR/UEA problem comes from, in order:
    ``NaN`` padding for varying lengths), ``.ts`` (UEA, read with sktime's ``load_from_tsfile``) or the
    older whitespace/comma separated ``.txt``. Neither archive publishes a checksum, so none is checked and
    the zips are not read directly: only the extracted folders.
-3. Otherwise :class:`DatasetNotAvailable` says where to download the archives and where to put them.
+3. Otherwise :class:`DatasetNotAvailable` says where to download the archives and where to put them (and
+   which split file is missing when only the other one is there).
+
+:data:`UCR_85_SIZES` holds the archive's published sizes of the 85 problems of the UCR 2015 archive (what
+a run on each costs, see the DSN chapter; the fixtures' lengths and classes).
 
 Values are kept as the archive ships them by default (``normalize="none"``, as DSN loads them: the UCR
 2015 series were z-normalised by the archive itself, the UEA series are not, and neither is re-normalised);
@@ -36,6 +40,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,6 +57,66 @@ ARCHIVE_SUFFIXES = (".tsv", ".ts", ".txt")
 NORMALIZATIONS = ("none", "series")
 UNEQUAL_LENGTH = ("pad", "error")
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+class ProblemSize(NamedTuple):
+    """A problem's row in the UCR archive's summary: training and test series, classes, series length."""
+
+    train: int
+    test: int
+    classes: int
+    length: int
+
+
+# The 85 univariate problems of the UCR 2015 archive, which DSN evaluates: the first 85 rows of the UCR 2018
+# archive's DataSummary.csv (published with the archive, UCR_ARCHIVE_URL; Dau et al. 2019), in its order and
+# with its 2018 names. Train, test and classes agree with sktime 1.2.0's precomputed tags of every problem.
+UCR_85_SIZES = {
+    "Adiac": ProblemSize(390, 391, 37, 176), "ArrowHead": ProblemSize(36, 175, 3, 251),
+    "Beef": ProblemSize(30, 30, 5, 470), "BeetleFly": ProblemSize(20, 20, 2, 512),
+    "BirdChicken": ProblemSize(20, 20, 2, 512), "Car": ProblemSize(60, 60, 4, 577), "CBF": ProblemSize(30, 900, 3, 128),
+    "ChlorineConcentration": ProblemSize(467, 3840, 3, 166), "CinCECGTorso": ProblemSize(40, 1380, 4, 1639),
+    "Coffee": ProblemSize(28, 28, 2, 286), "Computers": ProblemSize(250, 250, 2, 720),
+    "CricketX": ProblemSize(390, 390, 12, 300), "CricketY": ProblemSize(390, 390, 12, 300),
+    "CricketZ": ProblemSize(390, 390, 12, 300), "DiatomSizeReduction": ProblemSize(16, 306, 4, 345),
+    "DistalPhalanxOutlineAgeGroup": ProblemSize(400, 139, 3, 80),
+    "DistalPhalanxOutlineCorrect": ProblemSize(600, 276, 2, 80), "DistalPhalanxTW": ProblemSize(400, 139, 6, 80),
+    "Earthquakes": ProblemSize(322, 139, 2, 512), "ECG200": ProblemSize(100, 100, 2, 96),
+    "ECG5000": ProblemSize(500, 4500, 5, 140), "ECGFiveDays": ProblemSize(23, 861, 2, 136),
+    "ElectricDevices": ProblemSize(8926, 7711, 7, 96), "FaceAll": ProblemSize(560, 1690, 14, 131),
+    "FaceFour": ProblemSize(24, 88, 4, 350), "FacesUCR": ProblemSize(200, 2050, 14, 131),
+    "FiftyWords": ProblemSize(450, 455, 50, 270), "Fish": ProblemSize(175, 175, 7, 463),
+    "FordA": ProblemSize(3601, 1320, 2, 500), "FordB": ProblemSize(3636, 810, 2, 500),
+    "GunPoint": ProblemSize(50, 150, 2, 150), "Ham": ProblemSize(109, 105, 2, 431),
+    "HandOutlines": ProblemSize(1000, 370, 2, 2709), "Haptics": ProblemSize(155, 308, 5, 1092),
+    "Herring": ProblemSize(64, 64, 2, 512), "InlineSkate": ProblemSize(100, 550, 7, 1882),
+    "InsectWingbeatSound": ProblemSize(220, 1980, 11, 256), "ItalyPowerDemand": ProblemSize(67, 1029, 2, 24),
+    "LargeKitchenAppliances": ProblemSize(375, 375, 3, 720), "Lightning2": ProblemSize(60, 61, 2, 637),
+    "Lightning7": ProblemSize(70, 73, 7, 319), "Mallat": ProblemSize(55, 2345, 8, 1024),
+    "Meat": ProblemSize(60, 60, 3, 448), "MedicalImages": ProblemSize(381, 760, 10, 99),
+    "MiddlePhalanxOutlineAgeGroup": ProblemSize(400, 154, 3, 80),
+    "MiddlePhalanxOutlineCorrect": ProblemSize(600, 291, 2, 80), "MiddlePhalanxTW": ProblemSize(399, 154, 6, 80),
+    "MoteStrain": ProblemSize(20, 1252, 2, 84), "NonInvasiveFetalECGThorax1": ProblemSize(1800, 1965, 42, 750),
+    "NonInvasiveFetalECGThorax2": ProblemSize(1800, 1965, 42, 750), "OliveOil": ProblemSize(30, 30, 4, 570),
+    "OSULeaf": ProblemSize(200, 242, 6, 427), "PhalangesOutlinesCorrect": ProblemSize(1800, 858, 2, 80),
+    "Phoneme": ProblemSize(214, 1896, 39, 1024), "Plane": ProblemSize(105, 105, 7, 144),
+    "ProximalPhalanxOutlineAgeGroup": ProblemSize(400, 205, 3, 80),
+    "ProximalPhalanxOutlineCorrect": ProblemSize(600, 291, 2, 80), "ProximalPhalanxTW": ProblemSize(400, 205, 6, 80),
+    "RefrigerationDevices": ProblemSize(375, 375, 3, 720), "ScreenType": ProblemSize(375, 375, 3, 720),
+    "ShapeletSim": ProblemSize(20, 180, 2, 500), "ShapesAll": ProblemSize(600, 600, 60, 512),
+    "SmallKitchenAppliances": ProblemSize(375, 375, 3, 720), "SonyAIBORobotSurface1": ProblemSize(20, 601, 2, 70),
+    "SonyAIBORobotSurface2": ProblemSize(27, 953, 2, 65), "StarLightCurves": ProblemSize(1000, 8236, 3, 1024),
+    "Strawberry": ProblemSize(613, 370, 2, 235), "SwedishLeaf": ProblemSize(500, 625, 15, 128),
+    "Symbols": ProblemSize(25, 995, 6, 398), "SyntheticControl": ProblemSize(300, 300, 6, 60),
+    "ToeSegmentation1": ProblemSize(40, 228, 2, 277), "ToeSegmentation2": ProblemSize(36, 130, 2, 343),
+    "Trace": ProblemSize(100, 100, 4, 275), "TwoLeadECG": ProblemSize(23, 1139, 2, 82),
+    "TwoPatterns": ProblemSize(1000, 4000, 4, 128), "UWaveGestureLibraryAll": ProblemSize(896, 3582, 8, 945),
+    "UWaveGestureLibraryX": ProblemSize(896, 3582, 8, 315), "UWaveGestureLibraryY": ProblemSize(896, 3582, 8, 315),
+    "UWaveGestureLibraryZ": ProblemSize(896, 3582, 8, 315), "Wafer": ProblemSize(1000, 6164, 2, 152),
+    "Wine": ProblemSize(57, 54, 2, 234), "WordSynonyms": ProblemSize(267, 638, 25, 270),
+    "Worms": ProblemSize(181, 77, 5, 900), "WormsTwoClass": ProblemSize(181, 77, 2, 900),
+    "Yoga": ProblemSize(300, 3000, 2, 426),
+}
 
 
 def sktime_bundled_folder(name: str) -> Path | None:
@@ -75,6 +140,18 @@ def archive_files(root: Path, name: str) -> dict[str, Path] | None:
             files = {part: folder / f"{name}_{part.upper()}{suffix}" for part in SPLITS}
             if all(path.is_file() for path in files.values()):
                 return files
+    return None
+
+
+def half_archive(root: Path, name: str) -> tuple[Path, Path] | None:
+    """``(found, missing)``: the first split file of problem ``name`` on disk whose partner (the other split,
+    same folder and suffix) is not, in the order :func:`archive_files` looks; ``None`` when there is none."""
+    for subfolder in ARCHIVE_FOLDERS:
+        folder = Path(root) / "ucr" / subfolder / name
+        for suffix in ARCHIVE_SUFFIXES:
+            train, test = (folder / f"{name}_{part.upper()}{suffix}" for part in SPLITS)
+            if train.is_file() != test.is_file():
+                return (train, test) if train.is_file() else (test, train)
     return None
 
 
@@ -165,12 +242,15 @@ def _stack(series: list[np.ndarray], length: int) -> torch.Tensor:
 def _missing_message(name: str, root: Path, bundled_first: bool) -> str:
     folder = Path(root) / "ucr"
     where = " is not bundled with sktime and" if bundled_first else ""
-    return (f"UCR/UEA problem {name!r}{where} is not on disk. Univariate (UCR 2018): download {UCR_ARCHIVE_ZIP} "
-            f"(password protected, password 'someone' as stated on {UCR_ARCHIVE_URL}) and run "
+    half = half_archive(root, name)
+    found = f"{half[0]} exists but {half[1]} does not (both splits are needed). " if half else ""
+    ucr, uea = folder / "UCRArchive_2018" / name / name, folder / "Multivariate_ts" / name / name
+    return (f"UCR/UEA problem {name!r}{where} is not on disk: {found}Univariate (UCR 2018): download "
+            f"{UCR_ARCHIVE_ZIP} (password protected, password 'someone' as stated on {UCR_ARCHIVE_URL}) and run "
             f"'unzip -P someone UCRArchive_2018.zip -d {folder}' so that "
-            f"{folder}/UCRArchive_2018/{name}/{name}_TRAIN.tsv and _TEST.tsv exist. Multivariate (UEA 2018): "
+            f"{ucr}_TRAIN.tsv and {ucr}_TEST.tsv exist. Multivariate (UEA 2018): "
             f"download {UEA_ARCHIVE_ZIP} and run 'unzip Multivariate2018_ts.zip -d {folder}' so that "
-            f"{folder}/Multivariate_ts/{name}/{name}_TRAIN.ts and _TEST.ts exist. A single problem can also go "
+            f"{uea}_TRAIN.ts and {uea}_TEST.ts exist. A single problem can also go "
             f"in {folder / name}/ ({name}_TRAIN.tsv, .ts or .txt). Neither archive publishes a checksum, so no "
             "sha256 is checked and only extracted folders are read. Or set DSTLIB_DATA to a folder holding ucr/.")
 

@@ -401,9 +401,10 @@ class Chapter(Protocol):
     below it has its record (chapter 3: LTH and OMP start from the weights of a dense run);
     ``claims_for(profile)``: the claims judged in ``profile`` where they differ from ``CLAIMS`` (the
     paper profile's), see :func:`dstlib.experiments.claims_of`; and for paper scale
-    (:mod:`dstlib.experiments.scale`): ``paper_steps(config, point) -> (steps, samples per step)`` of a
-    run (its cost table, and the balance of :func:`shard_points`) and ``fixture(root)``, which writes a
-    tiny dataset in the real on-disk layout of the paper profile's data under ``root``.
+    (:mod:`dstlib.experiments.scale`): ``paper_steps(config, point) -> (steps, samples per step[, sample
+    cost])`` of a run (its cost table, and the balance of :func:`shard_points`; see :func:`paper_steps_of`)
+    and ``fixture(root)``, which writes a tiny dataset in the real on-disk layout of the paper profile's
+    data under ``root``.
     """
 
     SPEC: ChapterSpec
@@ -457,13 +458,22 @@ def run(chapter: Chapter, config: Config, data: Any = None) -> ChapterResult:
     return result
 
 
+def paper_steps_of(chapter: Chapter, config: Config, point: Mapping[str, Any]) -> tuple[float, float, float]:
+    """``(optimizer steps, samples per step, sample cost)`` of ``point`` from the chapter's ``paper_steps``,
+    which may leave out the third value: the cost of one of its samples relative to a sample of the fast dev
+    record that prices it (1 when they are alike; chapter 6: the series' length over the fast dev
+    problem's)."""
+    steps, per_step, *sample_cost = chapter.paper_steps(config, point)
+    return float(steps), float(per_step), float(sample_cost[0]) if sample_cost else 1.0
+
+
 def point_cost(chapter: Chapter, config: Config, point: Mapping[str, Any]) -> float:
-    """The estimated cost of training ``point``: the samples it trains on, from the chapter's
-    ``paper_steps(config, point)`` (optimizer steps and samples per step) where it declares it, else 1."""
+    """The estimated cost of training ``point``: the samples it trains on times their relative cost, from
+    the chapter's ``paper_steps(config, point)`` (:func:`paper_steps_of`) where it declares it, else 1."""
     if not hasattr(chapter, "paper_steps"):
         return 1.0
-    steps, per_step = chapter.paper_steps(config, point)
-    return float(steps) * float(per_step)
+    steps, per_step, sample_cost = paper_steps_of(chapter, config, point)
+    return steps * per_step * sample_cost
 
 
 def shard_assignment(costs: Sequence[float], shards: int) -> list[int]:

@@ -22,6 +22,7 @@ lowest training loss, here measured in eval mode on the training set), ``"last"`
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,8 @@ from torch import nn
 from dstlib import checks, data, models, sparse
 from dstlib.callbacks import EngineFactory, EpochEndHook, Sparsity, Validation
 from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.data.timeseries import NORMALIZATIONS, archive_files, sktime_bundled_folder
+from dstlib.data.fixtures.ucr import write_ucr
+from dstlib.data.timeseries import NORMALIZATIONS, UCR_85_SIZES, archive_files, sktime_bundled_folder
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
 from dstlib.experiments.common import (
@@ -44,6 +46,7 @@ from dstlib.experiments.common import (
     ChapterResult,
     Outcome,
     engine_factory,
+    evaluation_part,
     fit_options,
     grid,
     main_process_first,
@@ -62,23 +65,9 @@ GROWTH = ("random", "gradient")
 
 PAPER_COST_RATIO = 0.5  # abstract: state of the art "with less than 50% computational cost"
 
-# The UCR archive of 85 univariate problems used by the paper (2015 names as spelt in the UCR 2018 folders).
-UCR_85 = (
-    "Adiac", "ArrowHead", "Beef", "BeetleFly", "BirdChicken", "Car", "CBF", "ChlorineConcentration",
-    "CinCECGTorso", "Coffee", "Computers", "CricketX", "CricketY", "CricketZ", "DiatomSizeReduction",
-    "DistalPhalanxOutlineAgeGroup", "DistalPhalanxOutlineCorrect", "DistalPhalanxTW", "Earthquakes", "ECG200",
-    "ECG5000", "ECGFiveDays", "ElectricDevices", "FaceAll", "FaceFour", "FacesUCR", "FiftyWords", "Fish", "FordA",
-    "FordB", "GunPoint", "Ham", "HandOutlines", "Haptics", "Herring", "InlineSkate", "InsectWingbeatSound",
-    "ItalyPowerDemand", "LargeKitchenAppliances", "Lightning2", "Lightning7", "Mallat", "Meat", "MedicalImages",
-    "MiddlePhalanxOutlineAgeGroup", "MiddlePhalanxOutlineCorrect", "MiddlePhalanxTW", "MoteStrain",
-    "NonInvasiveFetalECGThorax1", "NonInvasiveFetalECGThorax2", "OliveOil", "OSULeaf", "PhalangesOutlinesCorrect",
-    "Phoneme", "Plane", "ProximalPhalanxOutlineAgeGroup", "ProximalPhalanxOutlineCorrect", "ProximalPhalanxTW",
-    "RefrigerationDevices", "ScreenType", "ShapeletSim", "ShapesAll", "SmallKitchenAppliances",
-    "SonyAIBORobotSurface1", "SonyAIBORobotSurface2", "StarLightCurves", "Strawberry", "SwedishLeaf", "Symbols",
-    "SyntheticControl", "ToeSegmentation1", "ToeSegmentation2", "Trace", "TwoLeadECG", "TwoPatterns",
-    "UWaveGestureLibraryAll", "UWaveGestureLibraryX", "UWaveGestureLibraryY", "UWaveGestureLibraryZ", "Wafer", "Wine",
-    "WordSynonyms", "Worms", "WormsTwoClass", "Yoga",
-)
+# The UCR archive of 85 univariate problems used by the paper (2015 names as spelt in the UCR 2018 folders), in the
+# order of the archive's summary.
+UCR_85 = tuple(UCR_85_SIZES)
 # The UEA archive of 30 multivariate problems (2018).
 UEA_30 = (
     "ArticularyWordRecognition", "AtrialFibrillation", "BasicMotions", "CharacterTrajectories", "Cricket",
@@ -89,6 +78,8 @@ UEA_30 = (
 )
 # Names in the ``datasets`` knob that stand for a whole archive.
 ARCHIVES = {"ucr85": UCR_85, "uea30": UEA_30}
+# The problem a fast dev run trains in place of its profile's datasets (the grid's points are priced by it).
+FAST_DEV_PROBLEM = "ArrowHead"
 
 KNOBS = {
     "datasets": Knob("datasets (a grid axis): 'motifs' (synthetic), UCR/UEA problem names, or 'ucr85' / 'uea30' "
@@ -164,6 +155,9 @@ SPEC = ChapterSpec(
     paper="xiao2022dsn",
     knobs=KNOBS,
     checks=(check_dataset_names, check_kernels_hold_the_groups, check_validation_split),
+    # One problem of the archive (read from disk as the profile reads it) for every variant, a batch of two; every
+    # other problem of the grid is priced by it (see paper_steps).
+    fast_dev={"datasets": [FAST_DEV_PROBLEM], "batch_size": 2},
     # DSN's settings (Xiao et al. 2022, its README): SCNN with k = 39 and 3 groups, density 0.2 inside the
     # regions, drop fraction 0.5 cosine-decayed to 0.001 every 5 epochs, topology frozen at 80% of training,
     # Adam without weight decay, cosine schedule. The tutorial regime, chosen by a pilot (see the chapter):
@@ -250,8 +244,61 @@ def validation_split(targets: torch.Tensor, fraction: float, seed: int) -> tuple
 
 
 def batch_size_for(config: Config, num_train: int) -> int:
-    """The configured batch size, or DSN's rule ``max(min(N_train / 10, 16), 2)`` when it is 0."""
+    """The configured batch size, or DSN's rule ``max(min(N_train / 10, 16), 2)`` when it is 0 (its
+    ``trainer_DSN.py``: ``max(int(min(X_train.shape[0] / 10, args.batch_size)), 2)``, ``--batch-size`` 16)."""
     return config.batch_size or max(min(num_train // 10, 16), 2)
+
+
+def train_size_and_length(config: Config, name: str) -> tuple[int, int]:
+    """``(training series, series length)`` of dataset ``name`` without loading it: the archive's published
+    sizes for the UCR 85 problems (:data:`~dstlib.data.timeseries.UCR_85_SIZES`), the generator's for the
+    motifs; a ``ValueError`` names any other problem (no size is recorded for it)."""
+    if name == "motifs":
+        return config.motif_series // 2, config.motif_length
+    checks.require(name in UCR_85_SIZES, "datasets", name,
+                   "'motifs' or a problem of the UCR 85 archive ('ucr85') to be priced: the sizes of other "
+                   "problems are not recorded (dstlib.data.timeseries.UCR_85_SIZES)")
+    size = UCR_85_SIZES[name]
+    return size.train, size.length
+
+
+def priced_length(config: Config, name: str) -> int:
+    """The series length of the fast dev run's problem whose record prices the points on ``name``
+    (:func:`dstlib.experiments.scale.matching`): :data:`FAST_DEV_PROBLEM`'s when the profile's own datasets
+    are run (the fast dev run trains that problem in their place), ``name``'s own when the datasets were
+    given (the fast dev run trains those)."""
+    given = config.datasets != SPEC.values(config.profile)["datasets"]
+    return train_size_and_length(config, name if given else FAST_DEV_PROBLEM)[1]
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int, float]:
+    """``(optimizer steps, samples per step, sample cost)`` of one run of ``config``'s grid (its cost table,
+    the balance of its shards).
+
+    Steps: ``epochs x ceil(N / B)`` (DSN's loader keeps the last, smaller batch), with N the training series
+    the model is fitted on (the archive's training set, less the quarter held out with
+    ``model_selection="validation"``, to within the stratified split's rounding, one series per class) and B
+    DSN's batch rule on N (:func:`batch_size_for`). The sample cost is the series length L over that of the
+    fast dev problem whose record prices the point (:func:`priced_length`; ArrowHead's 251 steps): an SCNN's
+    FLOPs per series are proportional to L (every conv and BN runs over all L steps; only the head's 1x1 conv
+    over 50 pooled steps does not, under 0.1% of them), its time on large batches nearly so. Not counted:
+    the evaluation after every epoch, of the validation split (a forward pass over a third as many series as
+    trained on, about 1/9 of the training FLOPs) or, with ``model_selection="train_loss"``, of the whole
+    training set (about 1/3).
+    """
+    num_train, length = train_size_and_length(config, point["dataset"])
+    if config.model_selection == "validation":
+        num_train = round((1 - config.val_fraction) * num_train)
+    batch = batch_size_for(config, num_train)
+    return config.epochs * math.ceil(num_train / batch), batch, length / priced_length(config, point["dataset"])
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: the fast dev run's problem
+    (:data:`FAST_DEV_PROBLEM`) as the extracted UCR 2018 archive holds it, ``UCRArchive_2018/ArrowHead/`` with
+    ``ArrowHead_TRAIN.tsv`` and ``ArrowHead_TEST.tsv`` at its real length and classes, four series of every
+    class in each split (:func:`dstlib.data.fixtures.ucr.write_ucr`)."""
+    write_ucr(root, [FAST_DEV_PROBLEM])
 
 
 # ----------------------------------------------------------------------------------------- models and engines
@@ -324,9 +371,12 @@ def points(config: Config) -> list[dict[str, Any]]:
 
 
 def train_one(config: Config, point: Mapping[str, Any], data: Mapping[str, tuple], checkpoint: Path) -> Outcome:
-    """Train and evaluate one (seed, dataset, variant); the sparse variants keep their tap histograms."""
+    """Train and evaluate one (seed, dataset, variant); the sparse variants keep their tap histograms. The test
+    set and the validation data are cut to :func:`~dstlib.experiments.common.evaluation_part` (a fast dev
+    run's few samples)."""
     train, test = data[point["dataset"]]
     x, y = train
+    test = evaluation_part(test, config)
     seed, variant = point["seed"], point["variant"]
     num_classes, in_channels = int(torch.cat([y, test[1]]).max()) + 1, x.shape[1]
     if config.model_selection == "validation":
@@ -336,6 +386,7 @@ def train_one(config: Config, point: Mapping[str, Any], data: Mapping[str, tuple
         fit_data, val_data, select_by = (x, y), (x, y), "loss"
     else:
         fit_data, val_data, select_by = (x, y), None, None
+    val_data = None if val_data is None else evaluation_part(val_data, config)
     snapshots: list[torch.Tensor] = []
 
     def snapshot(epoch, model, engine):
@@ -357,6 +408,7 @@ def train_one(config: Config, point: Mapping[str, Any], data: Mapping[str, tuple
                "params_active": active, "params_total": total, "flops_forward": report.sparse_forward,
                "flops_dense_forward": report.dense_forward, "flops_train_step": report.training_step,
                "layer_density": engine.density if engine is not None else 1.0,
+               "itop_rate": engine.itop_rate if engine is not None else 1.0,
                "region_density": engine.region_density if isinstance(engine, sparse.DSN) else float("nan"),
                "train_time_s": fitted.wall_time_s, "num_train": len(fit_data[1]),
                "num_val": 0 if val_data is None or select_by == "loss" else len(val_data[1]),

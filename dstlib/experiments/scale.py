@@ -4,8 +4,10 @@ A fast dev run (``fast_dev_run=True``, :data:`dstlib.config.FAST_DEV_COMMON`) tr
 shortened grid for :data:`~dstlib.config.FAST_DEV_STEPS` steps through the profile's real path; each
 point's history row holds what one step cost (:class:`dstlib.callbacks.StepCost`: the FLOPs of the
 first step, counted, and the mean wall time of the others). With the chapter's ``paper_steps(config,
-point) -> (optimizer steps, samples per step)`` of every point of the full grid, :func:`cost_table`
-turns them into the grid's steps and its time:
+point) -> (optimizer steps, samples per step[, sample cost])`` of every point of the full grid
+(:func:`dstlib.experiments.common.paper_steps_of`), :func:`cost_table` turns them into the grid's steps and
+its time (samples are weighted by their cost relative to the fast dev record's: chapter 6 prices series of
+every length by one problem's):
 
 * **on this CPU**: steps x the measured time per sample x samples per step (time taken as linear in
   the batch; the first step, which pays for allocations, is left out);
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dstlib.config import Config
+from dstlib.experiments.common import paper_steps_of
 
 # The GPU of the estimate: NVIDIA H100 SXM, 989 TFLOP/s dense bf16 (NVIDIA's datasheet; the H200 has the same
 # compute), at 40% of peak.
@@ -62,7 +65,7 @@ def cost_table(chapter: Any, fast_records: list[dict[str, Any]], paper: Config) 
     ``fast_records``: one row per fast dev point (the grid's points it stands for), then a total row.
 
     Columns: the ``point`` (the values the fast dev grid varies), ``runs`` of the full grid, their
-    optimizer ``steps``, ``samples_per_step``,
+    optimizer ``steps``, ``samples_per_step`` (its range where the runs differ),
     ``gflops_per_sample`` (forward and backward, counted), ``ms_per_sample_here`` (measured),
     ``cpu_days`` here and ``gpu_hours`` on :data:`GPU`."""
     if not hasattr(chapter, "paper_steps"):
@@ -74,16 +77,17 @@ def cost_table(chapter: Any, fast_records: list[dict[str, Any]], paper: Config) 
     rows: dict[int, dict[str, Any]] = {}
     for point in chapter.points(paper):
         index = int(matching(fast, point).index[0])
-        steps, per_step = chapter.paper_steps(paper, point)
+        steps, per_step, sample_cost = paper_steps_of(chapter, paper, point)
         shown = ", ".join(f"{key}={fast.at[index, key]}" for key in varying) or "every point"
-        row = rows.setdefault(index, {"point": shown, "runs": 0, "steps": 0, "samples_per_step": per_step,
-                                      "samples": 0.0})
+        row = rows.setdefault(index, {"point": shown, "runs": 0, "steps": 0, "batches": set(), "samples": 0.0})
         row["runs"] += 1
         row["steps"] += int(steps)
-        row["samples"] += float(steps) * per_step
+        row["batches"].add(per_step)
+        row["samples"] += steps * per_step * sample_cost
     table = []
     for index, row in rows.items():
-        samples = row.pop("samples")
+        samples, batches = row.pop("samples"), sorted(row.pop("batches"))
+        row["samples_per_step"] = batches[0] if len(batches) == 1 else f"{batches[0]:g}-{batches[-1]:g}"
         flops, seconds = costs.at[index, "flops_per_sample"], costs.at[index, "s_per_sample"]
         table.append({**row, "gflops_per_sample": flops / 1e9, "ms_per_sample_here": seconds * 1e3,
                       "cpu_days": samples * seconds / 86400,
