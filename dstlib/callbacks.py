@@ -382,11 +382,27 @@ class EpochEndHook(Callback):
         row.update(self.fn(loop.epoch, loop.model, loop.engine) or {})
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape, **_: Any) -> int:
+    """The FLOPs of a convolution's backward pass: its input gradient and its weight gradient, each as many
+    multiply-adds as the forward. torch's own formula (2.13) counts the weight gradient as an ungrouped
+    convolution, ``groups`` times too many for a grouped one (96x a depthwise forward at 96 channels)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        flops += conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return flops
+
+
 class StepCost(Callback):
     """What one training step costs, for a fast dev run's estimate of a whole paper run: the FLOPs of the
     first step (forward and backward, counted by :class:`torch.utils.flop_counter.FlopCounterMode`, 2 per
-    multiply-add, dense kernels as run) and the mean wall time of the steps after it (the first one pays
-    for allocations and the counter), as ``flops_per_step`` and ``step_time_s`` in the history row."""
+    multiply-add, dense kernels as run; a convolution's backward by :func:`conv_backward_flops`) and the
+    mean wall time of the steps after it (the first one pays for allocations and the counter), as
+    ``flops_per_step`` and ``step_time_s`` in the history row."""
 
     def __init__(self) -> None:
         self.counter: Any = None
@@ -400,7 +416,8 @@ class StepCost(Callback):
         from torch.utils.flop_counter import FlopCounterMode
 
         if loop.steps == 0:
-            self.counter = FlopCounterMode(display=False)
+            self.counter = FlopCounterMode(display=False, custom_mapping={
+                torch.ops.aten.convolution_backward: conv_backward_flops})
             self.counter.__enter__()
         self.started = time.perf_counter()
         return batch

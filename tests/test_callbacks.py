@@ -20,6 +20,7 @@ from dstlib.callbacks import (
     Record,
     Sparsity,
     Validation,
+    conv_backward_flops,
 )
 from dstlib.optimisation import Optimisation
 from dstlib.train import DistributedContext, EpochBatches
@@ -215,3 +216,15 @@ def test_optimisation_builds_warmup_then_schedule():
     factors = [schedule.lr_lambdas[0](step) for step in range(6)]
     assert isinstance(optimizer, torch.optim.AdamW) and factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert factors[4] == 1.0 > factors[5]  # then cosine from the peak
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_a_convolutions_backward_counts_twice_its_forward_whatever_its_groups(groups):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = nn.Conv2d(16, 16, 5, padding=2, groups=groups, bias=False)
+    x = torch.randn(2, 16, 9, 9, requires_grad=True)
+    forward = 2 * 2 * 9 * 9 * 16 * 25 * (16 // groups)  # 2 FLOPs per multiply-add
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as m:
+        conv(x).sum().backward()
+    assert m.get_total_flops() == 3 * forward  # torch's own formula gives (2 + groups) x forward

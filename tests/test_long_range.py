@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from dstlib import data
 from dstlib.data import long_range
+from dstlib.data.fixtures.imagenet import write_imagenet
 from dstlib.evaluation import evaluate
 from dstlib.optimisation import Optimisation
 from dstlib.train import fit
@@ -74,22 +74,8 @@ def test_bad_options(tmp_path, options, fragment):
         data.load("two_marks", root=tmp_path, **options)
 
 
-def _imagenet_fixture(root):
-    """Two classes, 3 train and 2 val images each, of different sizes and colours (one greyscale)."""
-    colours = {"n01440764": (200, 10, 10), "n01443537": (10, 10, 200)}
-    for split, count in (("train", 3), ("val", 2)):
-        for wnid, colour in colours.items():
-            folder = root / "imagenet" / split / wnid
-            folder.mkdir(parents=True)
-            for k in range(count):
-                size = (40 + 10 * k, 30 + 5 * k)
-                image = Image.new("RGB", size, colour) if k else Image.new("L", size, 128)
-                image.save(folder / f"{wnid}_{k}.JPEG", quality=95)
-    (root / "imagenet" / "train" / "n01440764" / "notes.txt").write_text("not an image")
-
-
 def test_imagenet_folders_load_lazily_with_labels_from_sorted_train_classes(tmp_path):
-    _imagenet_fixture(tmp_path)
+    write_imagenet(tmp_path, train_per_class=3, val_per_class=2)  # one greyscale image per class and split
     train = data.load("imagenet", "train", root=tmp_path, size=16)
     test = data.load("imagenet", "test", root=tmp_path, size=16)
     assert (len(train), len(test)) == (6, 4)

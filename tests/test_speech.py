@@ -326,6 +326,8 @@ def test_extracted_librispeech_is_read_lazily_with_the_ctc_item_layout(tmp_path,
     chapter.mkdir(parents=True)
     transcripts = "84-121123-0000 GO DO YOU HEAR\n84-121123-0001 BUT IN LESS\n"
     (chapter / "84-121123.trans.txt").write_text(transcripts)
+    for utterance in ("0000", "0001"):
+        (chapter / f"84-121123-{utterance}.flac").touch()  # read by the fake soundfile
     dataset = data.load("librispeech", "test", root=tmp_path, subset="dev-clean")
     assert len(dataset) == 2 and dataset.files[1].name == "84-121123-0001.flac"
     features, length, tokens, token_length = dataset[0]

@@ -8,7 +8,10 @@ validation images moved into class folders, e.g. with the ``valprep.sh`` script)
     <data root>/imagenet/val/n01440764/ILSVRC2012_val_00000293.JPEG ... (50,000 images)
 
 Split ``"train"`` reads ``train/``, ``"test"`` reads ``val/`` (the test set of every ImageNet paper). Class
-``c`` is the ``c``-th folder name of ``train/`` in sorted order, as in ``ImageFolder``.
+``c`` is the ``c``-th folder name of ``train/`` in sorted order, as in ``ImageFolder``. Every class needs
+images in a folder of its name in both splits, and ``val/`` may hold no folder of another name: a class
+folder missing or empty (an extraction cut short, or ``val/`` left flat as the official archive unpacks)
+raises :class:`~dstlib.data.DatasetNotAvailable` naming the folder expected, before any training.
 
 Unlike the in-memory sets, :func:`load_imagenet` returns a lazy map-style dataset (140 GB do not fit in
 memory): each item is decoded on access, resized (shorter side to ``round(size / crop_ratio)``) and
@@ -32,6 +35,8 @@ from dstlib.data.registry import DatasetNotAvailable, DatasetSpec, register
 DATASET = "imagenet"
 FOLDERS = {"train": "train", "test": "val"}
 EXTENSIONS = (".jpeg", ".jpg", ".png")
+# Images of the ILSVRC 2012 training set (Russakovsky et al. 2015, IJCV, table 2; the train archive's count).
+TRAIN_SAMPLES = 1_281_167
 
 
 class ImageFolder(Dataset):
@@ -41,6 +46,9 @@ class ImageFolder(Dataset):
         folder: the split's folder.
         classes: class folder names in label order (default: the sorted sub-folders of ``folder``).
         size: output side; crop_ratio: crop side over the resized shorter side.
+
+    Raises :class:`~dstlib.data.DatasetNotAvailable` naming ``folder/<class>`` when a class has no image
+    there, and ``ValueError`` when ``folder`` has a class folder not in ``classes``.
     """
 
     def __init__(self, folder: Path, classes: list[str] | None = None, size: int = 224,
@@ -55,6 +63,16 @@ class ImageFolder(Dataset):
             raise ValueError(f"{folder}: class folders {unknown[:5]} are not classes of the training set")
         self.items = [(path, index[path.parent.name]) for path in sorted(folder.glob("*/*"))
                       if path.suffix.lower() in EXTENSIONS and path.parent.name in index]
+        found = {label for _, label in self.items}
+        empty = [name for c, name in enumerate(self.classes) if c not in found]
+        if empty:
+            others = f" (and {len(empty) - 1} other class folder{'s' * (len(empty) > 2)})" if len(empty) > 1 else ""
+            flat = sum(1 for path in folder.iterdir() if path.is_file() and path.suffix.lower() in EXTENSIONS)
+            hint = (f"; {folder} holds {flat} images directly, not in class folders: move each into the folder of "
+                    "its class (the official validation archive unpacks flat; its valprep.sh sorts it)") if flat else ""
+            raise DatasetNotAvailable(f"{folder / empty[0]} is missing or holds no images{others}: each of the "
+                                      f"{len(self.classes)} classes needs its images ({', '.join(EXTENSIONS)}) in "
+                                      f"{folder}/<class>/{hint}")
         self.size, self.resize = size, round(size / crop_ratio)
 
     def __len__(self) -> int:

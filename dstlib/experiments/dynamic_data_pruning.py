@@ -14,6 +14,9 @@ processed (utterances, feature frames):
 
 Every variant trains for the same number of epochs, so pruning saves steps (and, with time dropping,
 frames per step) rather than buying extra epochs.
+
+At paper scale (:mod:`dstlib.experiments.scale`): :func:`paper_steps` prices a run by the utterances its
+epochs keep, and :func:`fixture` writes LibriSpeech subsets in their extracted layout for the fast dev run.
 """
 
 from __future__ import annotations
@@ -28,11 +31,26 @@ import torch
 
 from dstlib import data, metrics, models
 from dstlib.callbacks import EpochSampling, Perturbation, Record
-from dstlib.config import ChapterSpec, Config, Knob
-from dstlib.data.speech import CharTokenizer, pad_ctc_batch
+from dstlib.config import FAST_DEV_EVAL_SAMPLES, FAST_DEV_STEPS, ChapterSpec, Config, Knob
+from dstlib.data.fixtures.librispeech import write_librispeech_subset
+from dstlib.data.speech import (
+    LIBRISPEECH_DEFAULT_SUBSET,
+    VOICES,
+    CharTokenizer,
+    held_out_voices,
+    pad_ctc_batch,
+)
+from dstlib.data.speech.librispeech import LIBRISPEECH_UTTERANCES
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, levels
-from dstlib.experiments.common import TRAINING_KNOBS, Outcome, fit_options, main_process_first, present
+from dstlib.experiments.common import (
+    TRAINING_KNOBS,
+    Outcome,
+    evaluation_part,
+    fit_options,
+    main_process_first,
+    present,
+)
 from dstlib.selection.pruning import CRITERIA, DROP_MODES, DynamicPruning, TimeDropping
 from dstlib.tasks import CTC
 from dstlib.train import fit
@@ -80,6 +98,9 @@ SPEC = ChapterSpec(
     notebook="book/04_dynamic_data_pruning.ipynb",
     paper="xiao2024ddpasr",
     knobs=KNOBS,
+    # Every variant of the paper grid once (full data, the four criteria at the paper's keep ratio, both
+    # dropping modes), a batch of two; the other keep ratios are priced by the same records (see paper_steps).
+    fast_dev={"batch_size": 2, "keep_ratios": [PAPER_KEEP]},
     # Chosen by a pilot (see the chapter): one or two spoken digits under noise 0.4, AdamW 4e-3, 800
     # utterances, the four criteria at keep ratio 0.7 and both dropping modes, 4 seeds.
     defaults={"dataset": "spoken_sentences", "num_utterances": 800, "max_words": 2, "noise": 0.4, "d_model": 96,
@@ -153,12 +174,55 @@ def points(config: Config) -> list[dict[str, Any]]:
     return [{"seed": seed, **variant} for seed in config.seeds for variant in variants(config)]
 
 
+def train_utterances(config: Config) -> int:
+    """The training utterances of ``config``'s data, without loading it: the published size of the LibriSpeech
+    subset (:data:`~dstlib.data.speech.librispeech.LIBRISPEECH_UTTERANCES`), or the expected share of the
+    synthesised corpus outside the held-out voice families (each utterance's voice is drawn uniformly from
+    :data:`~dstlib.data.speech.VOICES`; the split's own count differs by chance)."""
+    if config.dataset == "librispeech":
+        return LIBRISPEECH_UTTERANCES[config.librispeech_train]
+    return round(config.num_utterances * (1 - len(held_out_voices(VOICES)) / len(VOICES)))
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
+    """``(optimizer steps, samples per step)`` of one run of ``config``'s grid (its cost table, the balance of
+    its shards): ``epochs x ceil(K / batch_size)``, with K the utterances an epoch keeps, all N of the
+    training set for full data, else :meth:`DynamicPruning.num_selected` (``round(keep x N)``), as ``fit``
+    plans them; N from :func:`train_utterances` (train-clean-100's 28,539 in the paper profile).
+
+    The paper trains a ~243M-parameter Conformer on LibriSpeech 960 h; its epochs and batch size could not be
+    confirmed (no code, only its abstract and third-party notes): epochs (100), batch size (64) and subset
+    are the paper profile's, the book's choice. The cost table takes a
+    sample's FLOPs and time from the fast dev record of the point's variant, trained on utterances of the
+    subset's mean length (:mod:`dstlib.data.fixtures.librispeech`), so time-dropping runs are priced by the
+    frames they keep; a real batch is padded to its longest utterance and attention grows with the square
+    of the length, neither counted here, so read the table as a lower bound.
+    """
+    total = train_utterances(config)
+    kept = total if point["criterion"] == "full" else DynamicPruning(
+        point["keep"], point["criterion"], config.epochs).num_selected(total)
+    return config.epochs * math.ceil(kept / config.batch_size), config.batch_size
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: its training subset (train-clean-100)
+    and test-clean as extracted from their archives, two speakers each, every utterance of its subset's mean
+    length (:func:`dstlib.data.fixtures.librispeech.write_librispeech_subset`): enough training utterances
+    that keeping 70% of them fills a fast dev run's steps, and as many test utterances as it evaluates."""
+    speakers = 2
+    kept = FAST_DEV_STEPS * SPEC.fast_dev["batch_size"]
+    write_librispeech_subset(root, SPEC.values("paper")["librispeech_train"], speakers,
+                             math.ceil(kept / PAPER_KEEP / speakers))
+    write_librispeech_subset(root, LIBRISPEECH_DEFAULT_SUBSET["test"], speakers, FAST_DEV_EVAL_SAMPLES // speakers)
+
+
 def _frames(task, outputs, batch) -> torch.Tensor:
     return batch["lengths"].float()
 
 
 def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
-    """Train and evaluate one (seed, criterion, keep, drop)."""
+    """Train and evaluate one (seed, criterion, keep, drop); the test set is cut to
+    :func:`~dstlib.experiments.common.evaluation_part` (a fast dev run's few utterances)."""
     train, test, collate = data
     tokenizer = CharTokenizer()
     model_options = {"num_classes": len(tokenizer), "n_mels": 40, "d_model": config.d_model,
@@ -171,11 +235,14 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
                  callbacks=present(sampling, dropping, Record({"frames": _frames})), seed=point["seed"],
                  checkpoint=checkpoint, resume=True,
                  **fit_options(config, optimizer=config.optimizer, warmup_epochs=config.warmup_epochs))
+    test = evaluation_part(test, config)
     scores = evaluate(fitted.model, test, task=task, collate=collate,
                       metrics={"wer": metrics.ErrorRate("word"), "cer": metrics.ErrorRate("char")})
     frames = fitted.per_sample["frames"]
     return Outcome({"wer": scores["wer"], "cer": scores["cer"], "train_time_s": fitted.wall_time_s,
-                    "utterances": fitted.samples_seen, "frames": float(frames.nansum())}, fitted.history)
+                    "utterances": fitted.samples_seen, "frames": float(frames.nansum()),
+                    "test_utterances": len(test[0]) if isinstance(test, tuple) else len(test),
+                    "params": sum(p.numel() for p in fitted.model.parameters())}, fitted.history)
 
 
 # ----------------------------------------------------------------------------------------- analysis

@@ -17,6 +17,7 @@ paper profile trains SLaK-T / ConvNeXt-T on ImageNet-1K.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,8 @@ from dstlib import checks, data, erf, sparse
 from dstlib.callbacks import Augmentation, Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
 from dstlib.data.augment import random_crop_flip
+from dstlib.data.fixtures.imagenet import write_imagenet
+from dstlib.data.image_folder import TRAIN_SAMPLES as IMAGENET_TRAIN_SAMPLES
 from dstlib.data.long_range import MARK
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import BOOK_EFFECT, BOOK_EFFECT_REFERENCE, PAPER, ClaimSpec
@@ -38,6 +41,7 @@ from dstlib.experiments.common import (
     ChapterResult,
     Outcome,
     engine_factory,
+    evaluation_part,
     fit_options,
     grid,
     main_process_first,
@@ -140,6 +144,9 @@ SPEC = ChapterSpec(
     paper="liu2023slak",
     knobs=KNOBS,
     checks=(check_stages, check_kernels, check_two_marks),
+    # Every variant at full size (SLaK-T / ConvNeXt-T at 224 px in the paper profile), a batch of two, and
+    # the ERF over two of the evaluation images instead of 50.
+    fast_dev={"batch_size": 2, "erf_images": 2},
     # SLaK's settings (Liu et al. 2023, SLaK-T): 1.3x width, 40% sparsity over every conv/linear weight,
     # drop fraction 0.5, AdamW 4e-3 with weight decay 0.05 and a cosine schedule; ConvNeXt's 7x7 kernel for
     # the small variant. The tutorial regime, chosen by a pilot (see the chapter): the two-marks task on
@@ -226,6 +233,22 @@ def points(config: Config) -> list[dict[str, Any]]:
     return grid({"seed": config.seeds, "variant": config.variants})
 
 
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
+    """``(optimizer steps, samples per step)`` of one run of ``config``'s grid (for its cost table): every
+    variant trains ``epochs`` over the training set, ImageNet-1K's 1,281,167 images
+    (:data:`dstlib.data.image_folder.TRAIN_SAMPLES`) or ``num_train`` two-marks images. SNIP's one batch, the
+    ERF and the evaluation are not counted."""
+    samples = IMAGENET_TRAIN_SAMPLES if config.dataset == "imagenet" else config.num_train
+    return config.epochs * math.ceil(samples / config.batch_size), config.batch_size
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: ImageNet's class folders ``train/`` and
+    ``val/``, three training and four validation JPEGs for each of two classes
+    (:func:`dstlib.data.fixtures.imagenet.write_imagenet`)."""
+    write_imagenet(root)
+
+
 def build_model(config: Config, variant: str, num_classes: int, in_channels: int) -> SLaKNet:
     """The network of ``variant`` (see the module docstring)."""
     kernels = {"small": {"kernel_size": config.small_kernel_size, "small_kernel": None, "decompose": False},
@@ -278,8 +301,10 @@ def inference_throughput(model: nn.Module, images: torch.Tensor, repeats: int = 
 
 
 def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
-    """Train and evaluate one (seed, variant); the ERF map goes to the extras."""
+    """Train and evaluate one (seed, variant) (in a fast dev run: on the first test images only, see
+    :func:`~dstlib.experiments.common.evaluation_part`); the ERF map goes to the extras."""
     train, test, num_classes, in_channels = data
+    test = evaluation_part(test, config)
     variant, seed = point["variant"], point["seed"]
     probe = min(config.batch_size, MAX_PROBE_BATCH)
     snip_batch = first_samples(train, probe)
@@ -305,6 +330,8 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
     }
     if engine is not None:
         metrics["overall_density"] = engine.overall_density
+        metrics["sparse_layer_density"] = engine.density  # the layers the engine kept sparse
+        metrics["itop_rate"] = engine.itop_rate  # their weights ever active: above their density once updated
         metrics["dense_layers"] = list(engine.dense_layers)
     return Outcome(metrics, fitted.history, {"erf": field})
 

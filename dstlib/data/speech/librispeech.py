@@ -1,5 +1,5 @@
 """LibriSpeech (OpenSLR 12), real and downloaded: sha256-verified archives read lazily into
-:class:`SpeechUtterances`, with the item layout of ``"spoken_sentences"``; FLAC needs soundfile."""
+:class:`SpeechUtterances`, with the item layout of ``"spoken_sentences"``; FLAC is read by soundfile."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ LIBRISPEECH_FILES = {subset: RemoteFile(f"https://www.openslr.org/resources/12/{
                                         f"{subset}.tar.gz") for subset, digest in _LIBRISPEECH_SHA256.items()}
 LIBRISPEECH_DEFAULT_SUBSET = {"train": "train-clean-100", "test": "test-clean"}
 LIBRISPEECH_SAMPLE_RATE = 16000
+# Utterances of every subset (the corpus's own listings, as published with OpenSLR 12's mirrors, e.g. the
+# openslr/librispeech_asr dataset card) and its hours of speech (Panayotov et al. 2015, Table 1).
+LIBRISPEECH_UTTERANCES = {"dev-clean": 2_703, "dev-other": 2_864, "test-clean": 2_620, "test-other": 2_939,
+                          "train-clean-100": 28_539, "train-clean-360": 104_014, "train-other-500": 148_688}
+LIBRISPEECH_HOURS = {"dev-clean": 5.4, "dev-other": 5.3, "test-clean": 5.4, "test-other": 5.1,
+                     "train-clean-100": 100.6, "train-clean-360": 363.6, "train-other-500": 496.7}
 
 
 class SpeechUtterances(Dataset):
@@ -59,13 +65,26 @@ class SpeechUtterances(Dataset):
 
 
 def librispeech_index(folder: Path) -> tuple[list[Path], list[str]]:
-    """FLAC paths and transcripts of an extracted LibriSpeech subset (``<speaker>/<chapter>/*.trans.txt``)."""
+    """FLAC paths and transcripts of an extracted LibriSpeech subset: every line ``<utterance> <TEXT>`` of
+    every ``<speaker>/<chapter>/<speaker>-<chapter>.trans.txt``, whose ``<utterance>.flac`` lies beside it.
+
+    Raises ``FileNotFoundError`` naming the folder when it holds no transcript, and naming the first
+    FLAC file a transcript lists that is not there (a partly extracted archive)."""
+    listings = sorted(Path(folder).glob("*/*/*.trans.txt"))
+    if not listings:
+        raise FileNotFoundError(f"{folder} holds no <speaker>/<chapter>/<speaker>-<chapter>.trans.txt: allowed an "
+                                "extracted LibriSpeech subset (its archive unpacked whole)")
     files, transcripts = [], []
-    for listing in sorted(Path(folder).glob("*/*/*.trans.txt")):
+    for listing in listings:
         for line in listing.read_text().splitlines():
             if line.strip():
                 utterance, _, text = line.strip().partition(" ")
-                files.append(listing.parent / f"{utterance}.flac")
+                path = listing.parent / f"{utterance}.flac"
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path} does not exist, but {listing.name} lists {utterance!r}: an "
+                                            "extracted LibriSpeech subset has every FLAC file its transcripts list "
+                                            "(unpack the subset's archive again)")
+                files.append(path)
                 transcripts.append(text)
     return files, transcripts
 
@@ -95,7 +114,8 @@ def load_librispeech(split: str, root: Path, download: bool = False, subset: str
     Uses ``root/librispeech/LibriSpeech/<subset>/`` if already extracted, else the archive
     ``root/librispeech/<subset>.tar.gz`` (sha256-checked; fetched only with ``download=True``), unpacked
     once. Returns a lazily read :class:`SpeechUtterances` (16 kHz, 25 ms / 10 ms log-mel, transcripts
-    as :class:`CharTokenizer` ids). Reading FLAC needs ``soundfile`` (not in requirements.txt).
+    as :class:`CharTokenizer` ids). Every FLAC file the transcripts list must be there
+    (:func:`librispeech_index`). Reading FLAC needs ``soundfile``.
     """
     subset = LIBRISPEECH_DEFAULT_SUBSET[split] if subset is None else subset
     checks.one_of("subset", subset, LIBRISPEECH_FILES)
