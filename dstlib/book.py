@@ -139,16 +139,21 @@ def paper_cost_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown.astype(object).where(shown.notna(), "")
 
 
-def show_paper_cost(chapter: Any, **overrides: Any) -> pd.DataFrame:
+def show_paper_cost(chapter: Any, profile: str, **overrides: Any) -> pd.DataFrame | None:
     """Run ``chapter``'s fast dev run of its ``paper`` profile on its real-layout fixture
     (:func:`dstlib.experiments.scale.fast_dev_on_fixture`, with ``overrides``) and glue what the full paper
-    grid costs; returns the cost table (the cell's result):
+    grid costs; returns the cost table (the cell's result). ``profile`` is the notebook's: the ``smoke``
+    profile (``make test``'s notebook run) skips it and returns ``None``, since ``make test`` runs every
+    chapter's paper fast dev run in ``tests/test_fast_dev_*.py``. It glues:
 
     * ``paper_cost_table``: :func:`paper_cost_table` (not displayed: it is the cell's result);
     * ``paper_cost_runs``, ``paper_cost_steps``, ``paper_cost_cpu_days``, ``paper_cost_gpu_hours``: the
       grid's totals; ``paper_cost_gpu``: the GPU of the estimate;
     * ``paper_cost_fast_dev_s``: how long the fast dev run took here, in seconds.
     """
+    if profile == "smoke":
+        print("The smoke profile skips the paper path's fast dev run (tests/test_fast_dev_*.py run it).")
+        return None
     start = time.perf_counter()
     _, table = scale.fast_dev_on_fixture(chapter, "paper", **{"workers": 1, **overrides})
     total = table.iloc[-1]
@@ -157,6 +162,6 @@ def show_paper_cost(chapter: Any, **overrides: Any) -> pd.DataFrame:
     glue("paper_cost_steps", int(total["steps"]), display=False)
     glue("paper_cost_cpu_days", float(total["cpu_days"]), display=False)
     glue("paper_cost_gpu_hours", float(total["gpu_hours"]), display=False)
-    glue("paper_cost_gpu", scale.GPU, display=False)
+    glue("paper_cost_gpu", f"{scale.GPU} at {scale.GPU_UTILISATION:.0%} of peak", display=False)
     glue("paper_cost_fast_dev_s", time.perf_counter() - start, display=False)
     return table

@@ -141,3 +141,16 @@ def test_the_command_line_fast_dev_run_prints_the_cost_table(tmp_path, capsys):
                  "--set", "workers=1", "--set", "methods=dense,rigl"]) == 0
     out = capsys.readouterr().out
     assert "priced by this fast dev run" in out and "gpu_hours" in out
+
+
+def test_a_chapter_page_glues_its_paper_cost_and_the_smoke_profile_skips_it(monkeypatch, capsys):
+    glued = {}
+    monkeypatch.setattr(book, "glue", lambda name, value, display=True: glued.setdefault(name, value))
+    chapter = experiments.module("dynamic_sparse_timeseries")  # the cheapest fast dev run (seconds)
+    assert book.show_paper_cost(chapter, "smoke") is None and not glued
+    assert "skips" in capsys.readouterr().out
+    table = book.show_paper_cost(chapter, "paper")
+    assert glued["paper_cost_runs"] == table.iloc[-1]["runs"] == len(chapter.points(experiments.resolve(
+        "dynamic_sparse_timeseries", "paper")))
+    assert glued["paper_cost_gpu_hours"] > 0 and glued["paper_cost_fast_dev_s"] > 0
+    assert list(glued["paper_cost_table"].columns) == list(book.PAPER_COST_COLUMNS.values())[1:]

@@ -1,8 +1,6 @@
 """Chapter 5 (E2ENet): the DSFF preset, fusion flows, deep supervision, NSD, the NIfTI loaders and the
 chapter's grid and verdicts."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +8,7 @@ import torch
 
 from dstlib import data, experiments, models, sparse
 from dstlib.data import nifti
+from dstlib.data.fixtures import volumes
 from dstlib.data.registry import DatasetNotAvailable
 from dstlib.experiments import sparse_feature_fusion as chapter
 from dstlib.metrics import Dice, SurfaceDice
@@ -140,34 +139,9 @@ def test_poly_schedule_decays_like_nnunet():
 # --- NIfTI datasets --------------------------------------------------------------------------------------
 
 
-def _write_case(folder, name, image, label):
-    import nibabel
-
-    affine = np.eye(4)
-    for sub, array in (("imagesTr", image), ("labelsTr", label)):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        nibabel.save(nibabel.Nifti1Image(array, affine), str(folder / sub / f"{name}.nii.gz"))
-    return {"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"}
-
-
-def _fixture(root, spec, cases, modalities=1, validation=()):
-    pytest.importorskip("nibabel")
-    folder = root / spec.name / spec.folder
-    rng = np.random.default_rng(0)
-    listing = {"training": [], "validation": []}
-    for index, name in enumerate([*cases, *validation]):
-        shape = (6, 5, 4) if modalities == 1 else (6, 5, 4, modalities)  # (x, y, z[, c])
-        image = rng.normal(100 * (index + 1), 10, shape).astype(np.float32)
-        label = np.zeros((6, 5, 4), np.uint8)
-        label[1:4, 1:3, index % 4] = 1 + index % (spec.num_classes - 1)
-        listing["validation" if name in validation else "training"].append(_write_case(folder, name, image, label))
-    (folder / "dataset.json").write_text(json.dumps(listing))
-    return folder
-
-
 def test_nifti_loader_reads_the_msd_layout_and_holds_out_the_last_cases(tmp_path):
     spec = nifti.DATASETS["btcv"]
-    _fixture(tmp_path, spec, [f"img{i:04d}" for i in range(5)])
+    volumes.write_btcv(tmp_path, cases=5)
     train = data.load("btcv", "train", root=tmp_path, size=8)
     test = data.load("btcv", "test", root=tmp_path, size=8)
     x, y = train.tensors
@@ -178,15 +152,13 @@ def test_nifti_loader_reads_the_msd_layout_and_holds_out_the_last_cases(tmp_path
 
 
 def test_nifti_loader_keeps_amos_ct_cases_and_its_validation_split(tmp_path):
-    spec = nifti.DATASETS["amos22_ct"]
-    _fixture(tmp_path, spec, ["amos_0001", "amos_0005", "amos_0540"], validation=["amos_0008", "amos_0600"])
+    volumes.write_amos22(tmp_path, ct_training=2, ct_validation=1, mri_cases=1)
     assert len(data.load("amos22_ct", "train", root=tmp_path, size=8)) == 2  # amos_0540 is MRI
-    assert len(data.load("amos22_ct", "test", root=tmp_path, size=8)) == 1
+    assert len(data.load("amos22_ct", "test", root=tmp_path, size=8)) == 1  # so is amos_0541
 
 
 def test_nifti_loader_puts_modalities_first_and_zscores_mri(tmp_path):
-    spec = nifti.DATASETS["msd_task01_brats"]
-    _fixture(tmp_path, spec, [f"BRATS_{i:03d}" for i in range(3)], modalities=4)
+    volumes.write_msd_brats(tmp_path, cases=3)
     x, _ = data.load("msd_task01_brats", "train", root=tmp_path, size=8).tensors
     assert x.shape == (2, 4, 8, 8, 8)
     assert abs(float(x.mean())) < 0.2 and 0.5 < float(x.std()) < 1.5

@@ -7,9 +7,11 @@ The layout, shared by the MSD tasks, AMOS 2022 and the BTCV copies prepared for 
     <root>/<dataset>/<folder>/imagesTr/*.nii.gz   images: (x, y, z) or (x, y, z, modality)
     <root>/<dataset>/<folder>/labelsTr/*.nii.gz   labels: (x, y, z) integers
 
-Paths in ``dataset.json`` are relative to the folder (``./imagesTr/case.nii.gz``). Split ``"test"`` is
-the labelled ``"validation"`` list when the file has one (AMOS), otherwise the last
-:data:`TEST_FRACTION` of the ``"training"`` cases sorted by name; ``"train"`` is the rest.
+Paths in ``dataset.json`` are relative to the folder (``./imagesTr/case.nii.gz``; AMOS keeps its validation
+cases in ``imagesVa/`` and ``labelsVa/``), and every file it lists for the splits must be there: a missing one
+is named before any volume is read. Split ``"test"`` is the labelled ``"validation"`` list when the file has
+one (AMOS), otherwise the last :data:`TEST_FRACTION` of the ``"training"`` cases sorted by name
+(:func:`train_cases`); ``"train"`` is the rest.
 
 Every volume is resized to ``size``^3 (trilinear for images, nearest for labels; voxel spacing is
 ignored, a CPU-scale simplification of nnU-Net's resampling) and normalised as nnU-Net does per
@@ -101,6 +103,12 @@ def _resize(volume: np.ndarray, size: int, mode: str) -> torch.Tensor:
     return F.interpolate(torch.from_numpy(volume)[None], size=(size,) * 3, mode=mode)[0]
 
 
+def train_cases(labelled: int) -> int:
+    """How many of ``labelled`` cases without a labelled validation list are the train split: all but the
+    last :data:`TEST_FRACTION` (at least one held out)."""
+    return labelled - max(1, round(TEST_FRACTION * labelled))
+
+
 def _cases(folder: Path, spec: NiftiDataset) -> dict[str, list[dict[str, str]]]:
     """``{"train": [...], "test": [...]}`` entries of ``dataset.json`` (see the module docstring)."""
     listing = json.loads((folder / "dataset.json").read_text())
@@ -114,17 +122,31 @@ def _cases(folder: Path, spec: NiftiDataset) -> dict[str, list[dict[str, str]]]:
         training, validation = [c for c in training if is_ct(c)], [c for c in validation if is_ct(c)]
     if validation:
         return {"train": training, "test": validation}
-    cut = len(training) - max(1, round(TEST_FRACTION * len(training)))
+    cut = train_cases(len(training))
     checks.require(cut >= 1, "dataset.json training cases", len(training), "at least 2 labelled cases")
     return {"train": training[:cut], "test": training[cut:]}
 
 
-def read_folder(folder: Path, spec: NiftiDataset, size: int) -> dict[str, torch.Tensor]:
-    """Both splits of an extracted dataset folder, resized to ``size``^3 and normalised."""
+def listed_cases(folder: Path, spec: NiftiDataset) -> dict[str, list[dict[str, str]]]:
+    """The cases of both splits (see :func:`_cases`), once every image and label file ``dataset.json`` lists
+    for them is on disk; a ``DatasetNotAvailable`` naming the first missing file otherwise."""
+    cases = _cases(folder, spec)
+    missing = [folder / case[key] for split in cases.values() for case in split for key in ("image", "label")
+               if not (folder / case[key]).is_file()]
+    if missing:
+        raise DatasetNotAvailable(f"{missing[0]} is missing: {folder / 'dataset.json'} lists it ({len(missing)} listed "
+                                  "file(s) missing in all); the folder needs every image and label its dataset.json "
+                                  "lists, at the paths it gives relative to the folder (imagesTr/, labelsTr/, ...)")
+    return cases
+
+
+def read_folder(folder: Path, cases: dict[str, list[dict[str, str]]], spec: NiftiDataset,
+                size: int) -> dict[str, torch.Tensor]:
+    """Both splits' ``cases`` of an extracted dataset folder, resized to ``size``^3 and normalised."""
     tensors = {}
-    for split, cases in _cases(folder, spec).items():
+    for split, split_cases in cases.items():
         images, labels = [], []
-        for case in cases:
+        for case in split_cases:
             image = normalize(read_nifti(folder / case["image"]), spec.modality)
             images.append(_resize(image, size, "trilinear"))
             label = read_nifti(folder / case["label"])
@@ -170,9 +192,10 @@ def load_nifti_dataset(name: str, split: str, root: Path, download: bool = False
         import nibabel  # noqa: F401
     except ImportError as error:
         raise ModuleNotFoundError("reading NIfTI volumes needs nibabel: pip install nibabel==5.4.2") from error
+    cases = listed_cases(folder, spec)
     listing = folder / "dataset.json"
     params = {"size": size, "listing": [listing.stat().st_size, listing.stat().st_mtime_ns], "version": 1}
-    tensors = cached(name, params, lambda: read_folder(folder, spec, size), Path(root))
+    tensors = cached(name, params, lambda: read_folder(folder, cases, spec, size), Path(root))
     return TensorDataset(tensors[f"{split}_x"], tensors[f"{split}_y"])
 
 

@@ -19,6 +19,7 @@ which fusion *flows* (forward, upward, downward) stay active at each level.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,20 @@ import torch.nn.functional as F
 from dstlib import checks, data, metrics, models, sparse
 from dstlib.callbacks import Sparsity
 from dstlib.config import ChapterSpec, Config, Knob
+from dstlib.data.fixtures.volumes import write_amos22
+from dstlib.data.nifti import train_cases
+from dstlib.data.volumes import SPLEEN_TEST_CASES
 from dstlib.evaluation import evaluate
 from dstlib.experiments.claims import AT, BOOK_EFFECT, BOOK_EFFECT_REFERENCE, ClaimSpec, largest
-from dstlib.experiments.common import TRAINING_KNOBS, Outcome, engine_factory, fit_options, main_process_first, present
+from dstlib.experiments.common import (
+    TRAINING_KNOBS,
+    Outcome,
+    engine_factory,
+    evaluation_part,
+    fit_options,
+    main_process_first,
+    present,
+)
 from dstlib.models.conv3d import CONV_MODES
 from dstlib.tasks import DeepSupervision, Segmentation
 from dstlib.train import fit
@@ -45,6 +57,15 @@ FLOWS = ("forward", "upward", "downward")
 # no published size: tested against the book's smallest effect of interest.
 EQUIVALENCE_MARGIN = 2.0
 DATASETS = ("synthetic_volumes", "msd_task09_spleen", "amos22_ct", "btcv", "msd_task01_brats")
+# A fast dev run keeps the paper's network (48 base channels, 6 levels, its kernels) and trains volumes of
+# 64^3 voxels, the smallest cube six levels halve five times with more than one voxel left at the deepest
+# (check_volume_halves), at batch 1. The paper profile's 128^3 at batch 2 does not fit a CPU test: one
+# training step of the dense-fusion depth-shift network at 64^3 (one thread, 2026-12) counts 699 GFLOPs
+# (batch 1) and takes 14 s with a peak RSS of 2.9 GiB, 1398 GFLOPs, 39 s and 5.3 GiB at batch 2 (the 3x3x3
+# variant: 1981 GFLOPs and 29 s at batch 1); 128^3 at batch 2 is 16 times the voxels, about 4 minutes and
+# 38 GiB a step. A step's FLOPs and time grow with the voxels, so paper_steps prices a volume as that many 64^3
+# volumes (a 128^3 volume costs 8 of them), the unit the fast dev run measures.
+FAST_DEV_VOLUME_SIZE = 64
 
 KNOBS = {
     "dataset": Knob("volumes: synthetic spheres in noise (offline) or a real CT/MRI set (download or by hand)", str,
@@ -88,6 +109,13 @@ def check_volume_halves(config: Config) -> None:
                    "needs more than one voxel for its instance norm)")
 
 
+def check_fast_dev_volume(config: Config) -> None:
+    """A fast dev run trains volumes of :data:`FAST_DEV_VOLUME_SIZE`, the unit of :func:`paper_steps`."""
+    checks.require(not config.fast_dev_run or config.volume_size == FAST_DEV_VOLUME_SIZE, "volume_size",
+                   config.volume_size, f"{FAST_DEV_VOLUME_SIZE} in a fast dev run (its cost table counts samples in "
+                   f"{FAST_DEV_VOLUME_SIZE}^3 volumes)")
+
+
 def check_shift_groups(config: Config) -> None:
     """The depth shift moves groups by ``g - G // 2`` slices: symmetric only for an odd group count."""
     checks.require(checks.is_odd_int(config.shift_groups), "shift_groups", config.shift_groups, "an odd integer")
@@ -99,7 +127,8 @@ SPEC = ChapterSpec(
     notebook="book/05_sparse_feature_fusion.ipynb",
     paper="wu2024e2enet",
     knobs=KNOBS,
-    checks=(check_volume_halves, check_shift_groups),
+    checks=(check_volume_halves, check_shift_groups, check_fast_dev_volume),
+    fast_dev={"volume_size": FAST_DEV_VOLUME_SIZE, "batch_size": 1},
     # Chosen by a pilot (see the chapter): 2 classes under noise 1.0 at 24^3, AdamW 3e-3, DSFF every 4 epochs.
     defaults={"dataset": "synthetic_volumes", "volume_size": 24, "base_channels": 8, "levels": 4,
               "fusion_sparsities": [0.0, 0.5, 0.8], "update_every_epochs": 4.0, "optimizer": "adamw", "lr": 3e-3,
@@ -220,6 +249,36 @@ def points(config: Config) -> list[dict[str, Any]]:
             for seed in config.seeds for variant in variants(config)]
 
 
+# Training volumes of each real dataset as the loaders split it: AMOS 2022's 200 labelled CT training cases
+# (its 100 CT validation cases are the test split; Ji et al. 2022), the spleen task's 41 labelled cases but
+# the 9 held out, and all but the held-out fifth of BTCV's 30 labelled cases and of MSD Task01's 484.
+TRAIN_CASES = {"amos22_ct": 200, "msd_task09_spleen": 41 - SPLEEN_TEST_CASES, "btcv": train_cases(30),
+               "msd_task01_brats": train_cases(484)}
+
+
+def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int, float]:
+    """``(optimizer steps, samples per step, sample cost)`` of one run of ``config``'s grid (for its cost
+    table): ``epochs`` passes over the training volumes at ``batch_size``, each volume costing
+    ``(volume_size / 64)^3`` of the :data:`FAST_DEV_VOLUME_SIZE`^3 volumes a fast dev run measures (a step's
+    FLOPs and time grow with the voxels).
+
+    The paper profile: 1000 epochs of ``ceil(200 / 2) = 100`` steps, 100,000 steps of two 128^3 volumes,
+    each 8 times a 64^3 one. The released code trains nnU-Net's 1000 epochs of 250 iterations (papers.md 4.3,
+    the README's ``--max_num_epochs 1000 --num_batches_per_epoch 250``) at the batch of nnU-Net's plans (2 in
+    its 3-D full-resolution configuration, Isensee et al. 2021), 2.5 times as many steps: the profile keeps
+    the schedule in epochs over whole volumes (see ``SPEC``)."""
+    cases = config.train_volumes if config.dataset == "synthetic_volumes" else TRAIN_CASES[config.dataset]
+    steps = config.epochs * math.ceil(cases / config.batch_size)
+    return steps, config.batch_size, (config.volume_size / FAST_DEV_VOLUME_SIZE) ** 3
+
+
+def fixture(root: Path) -> None:
+    """The paper profile's data in its real layout under ``root``: AMOS 2022's extracted folder with three
+    CT training cases, two CT validation cases (the test split) and an MRI case in each list, which the
+    CT loader leaves out (:func:`dstlib.data.fixtures.volumes.write_amos22`)."""
+    write_amos22(root)
+
+
 def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint: Path) -> Outcome:
     """Train and evaluate one (seed, conv mode, fusion density); DSFF (:class:`dstlib.sparse.DSFF`, uniform
     over the fusion layers) below density 1, dense fusion at 1."""
@@ -232,11 +291,12 @@ def train_one(config: Config, point: Mapping[str, Any], data: tuple, checkpoint:
                  callbacks=present(engine and Sparsity(engine)), seed=seed, checkpoint=checkpoint, resume=True,
                  **fit_options(config, optimizer=config.optimizer, momentum=config.momentum,
                                clip_grad_norm=CLIP_GRAD_NORM))
-    scores = evaluate(fitted.model, test, task=Segmentation(), batch_size=config.batch_size,
+    scores = evaluate(fitted.model, evaluation_part(test, config), task=Segmentation(), batch_size=config.batch_size,
                       metrics={"dice": metrics.Dice(), "nsd": metrics.SurfaceDice(config.surface_tolerance)})
     record = {"dice": scores["dice"], "nsd": scores["nsd"], "train_time_s": fitted.wall_time_s,
               **efficiency(fitted.model, fitted.engine, test[0][:1])}
     if fitted.engine is not None:
+        record["itop_rate"] = fitted.engine.itop_rate  # fusion weights ever active: above 1 - S once kernels moved
         record.update(flow_densities(fitted.model, fitted.engine.masks))
     return Outcome(record, fitted.history)
 
