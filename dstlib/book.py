@@ -130,6 +130,19 @@ PAPER_COST_COLUMNS = {"point": "point", "runs": "runs", "steps": "optimizer step
                       "cpu_days": "days on this CPU", "gpu_hours": "GPU hours"}
 
 
+def show_pilot(chapter: str) -> pd.DataFrame:
+    """Glue the chapter's recorded pilot for its folded "How this regime was chosen" box: ``pilot_table``
+    (one row per candidate regime, :func:`dstlib.experiments.pilot.pilot_table`) and ``pilot_why`` (why
+    the chosen regime was chosen). Returns the table."""
+    from dstlib import experiments
+    from dstlib.experiments import pilot
+
+    table = pilot.pilot_table(chapter)
+    glue("pilot_table", table, display=False)
+    glue("pilot_why", experiments.module(chapter).PILOT.why, display=False)
+    return table
+
+
 def paper_cost_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`dstlib.experiments.scale.cost_table` for the page: readable headings, rounded, the total row's
     empty cells blank."""
