@@ -45,6 +45,7 @@ from dstlib.experiments.common import (
     main_process_first,
     present,
 )
+from dstlib.experiments.pilot import Pilot
 from dstlib.models.conv3d import CONV_MODES
 from dstlib.tasks import DeepSupervision, Segmentation
 from dstlib.train import fit
@@ -136,7 +137,7 @@ SPEC = ChapterSpec(
     profiles={
         "smoke": {"volume_size": 16, "train_volumes": 4, "test_volumes": 2, "base_channels": 4, "levels": 3,
                   "fusion_sparsities": [0.0, 0.8], "seeds": [0], "epochs": 2, "update_every_epochs": 1.0},
-        "tutorial": {"seeds": [0, 1, 2, 3], "epochs": 30},
+        "tutorial": {"seeds": [0, 1, 2, 3], "epochs": 30, "test_volumes": 64},  # test set: PILOT
         # AMOS-CT with the released code's settings (nnU-Net v1 recipe: SGD 0.01, momentum 0.99, poly decay,
         # 1000 epochs of 250 iterations, DSFF every 1200 iterations = 4.8 epochs). Whole volumes resized to
         # 128^3 instead of nnU-Net's patches and resampling; see the chapter. An epoch here is one pass over
@@ -167,6 +168,20 @@ CLAIMS = [
               over=_AT_LARGEST),
 ]
 
+
+# How the tutorial regime was chosen (python -m dstlib pilot sparse_feature_fusion): the headline's two runs
+# (depth shift with dense fusion and with DSFF at S=0.8) on seeds disjoint from the tutorial's, trained
+# alike in both regimes and evaluated on test sets of two sizes.
+PILOT = Pilot(
+    regimes={"8 test volumes": {"test_volumes": 8},
+             "64 test volumes": {"test_volumes": 64}},
+    chosen="64 test volumes", seeds=[100, 101, 102, 103],
+    headline_grid={"fusion_sparsities": [0.0, 0.8], "conv_modes": ["shift"]},
+    why="Both regimes train the same runs; they differ only in the test set the two networks of a seed are "
+        "scored on. With the small test set much of the spread of the per-seed difference came from which "
+        "volumes the test set happened to hold, and earlier builds on the tutorial's seeds sat on the edge of "
+        "deciding the margin. The larger test set costs evaluation only (no extra training) and brought the "
+        "smallest detectable difference well inside the margin on the same seeds, so the book uses it.")
 
 def load(config: Config) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """``(train, test)`` tensors ``(x: (N, C, S, S, S), y: (N, S, S, S))`` of the config's dataset."""
