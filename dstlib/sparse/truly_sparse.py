@@ -19,10 +19,10 @@ Products (kernels chosen by measurement on a 2-core x86 CPU with MKL, torch 2.13
 - value gradient ``dL/dv_k = sum_b g[b, row_k] x[b, col_k]``: the sampled product
   ``torch.sparse.sampled_addmm(W_csr, g^T, x)`` (an SDDMM: only the ``nnz`` entries are computed).
 
-:class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's rules and
-counting (same ``criteria`` functions, same tie-breaking, same ``DropFraction`` schedule): magnitude or
-SET prune on ``values``; random growth from the engine's generator, or RigL growth from the dense gradient
-``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
+:class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's core
+(:class:`~dstlib.sparse.core.EngineCore`: the same rule objects, tie-breaking, step counting and
+:class:`~dstlib.sparse.schedules.Schedule`): magnitude or SET prune on ``values``; random growth from the
+engine's generator, or RigL growth from the dense gradient ``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
 masks, weights, optimizer and data its masks are identical to the masked engine's and its weights equal
 up to float rounding (``tests/dst_engine/test_truly_sparse.py``).
 
