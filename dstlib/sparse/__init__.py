@@ -12,21 +12,34 @@ One call builds a method; one call per optimizer step drives it::
                 "engine": engine.state_dict()}, path)   # masks are buffers: "conv1.weight_mask"
 
 Modules: :mod:`~dstlib.sparse.engine` (``SparseEngine``), :mod:`~dstlib.sparse.presets`,
-:mod:`~dstlib.sparse.selection`, :mod:`~dstlib.sparse.distributions`, :mod:`~dstlib.sparse.criteria`,
-:mod:`~dstlib.sparse.schedules`, :mod:`~dstlib.sparse.granularity`, :mod:`~dstlib.sparse.metrics`,
+:mod:`~dstlib.sparse.core` (what both engines share), :mod:`~dstlib.sparse.rules` (prune and grow rules),
+:mod:`~dstlib.sparse.schedules`, :mod:`~dstlib.sparse.selection`, :mod:`~dstlib.sparse.distributions`,
+:mod:`~dstlib.sparse.criteria`, :mod:`~dstlib.sparse.granularity`, :mod:`~dstlib.sparse.metrics`,
 :mod:`~dstlib.sparse.distributed`, :mod:`~dstlib.sparse.prune_at_init` (SNIP, GraSP, SynFlow, LTH/OMP),
 :mod:`~dstlib.sparse.flops` (RigL-convention FLOPs), :mod:`~dstlib.sparse.export` (CSR inference).
 """
 
 from dstlib.sparse.distributions import DISTRIBUTIONS, allocate, layer_densities
-from dstlib.sparse.engine import GROW_RULES, PRUNE_RULES, SparseEngine
+from dstlib.sparse.engine import SparseEngine
 from dstlib.sparse.export import to_sparse_csr
 from dstlib.sparse.flops import FlopsReport, flops
 from dstlib.sparse.granularity import GRANULARITIES, Element, Kernel, RegionGroups
 from dstlib.sparse.metrics import itop_rate
 from dstlib.sparse.presets import DSFF, DSN, GMP, MEST, METHODS, SET, GraNet, RigL, SLaK, Static, create
 from dstlib.sparse.prune_at_init import grasp, lottery_ticket, magnitude_prune, snip, snip_ratios, synflow
-from dstlib.sparse.schedules import DropFraction, cubic_density
+from dstlib.sparse.rules import (
+    GROW_RULES,
+    PRUNE_RULES,
+    GradientGrow,
+    GrowRule,
+    MagnitudePrune,
+    MESTPrune,
+    MomentumGrow,
+    PruneRule,
+    RandomGrow,
+    SETPrune,
+)
+from dstlib.sparse.schedules import DropFraction, Schedule, cubic_density
 from dstlib.sparse.selection import DEFAULT_SPARSE_TYPES, sparse_parameters
 
 __all__ = [
@@ -45,10 +58,19 @@ __all__ = [
     "DropFraction",
     "Element",
     "FlopsReport",
+    "GradientGrow",
     "GraNet",
+    "GrowRule",
     "Kernel",
+    "MESTPrune",
+    "MagnitudePrune",
+    "MomentumGrow",
+    "PruneRule",
+    "RandomGrow",
     "RegionGroups",
     "RigL",
+    "SETPrune",
+    "Schedule",
     "SparseEngine",
     "Static",
     "allocate",

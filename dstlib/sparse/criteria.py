@@ -58,6 +58,10 @@ def drop_lowest(score: Tensor, mask: Tensor, n: int) -> Tensor:
     return out
 
 
+FAST_SELECTION_NUMEL = 2**20
+"""From this many scores on, :func:`grow_highest` selects through a sampled threshold (same result, faster)."""
+
+
 def grow_highest(score: Tensor, mask: Tensor, n: int, allowed: Tensor | None = None) -> Tensor:
     """Activate the ``n`` inactive (and ``allowed``) positions with the largest ``score``.
 
@@ -73,9 +77,39 @@ def grow_highest(score: Tensor, mask: Tensor, n: int, allowed: Tensor | None = N
     n = min(n, mask.numel())
     if n > 0:
         candidates = _as_float(score).flatten().masked_fill(blocked.flatten(), -math.inf)
-        values, picks = torch.topk(candidates, n, sorted=False)
-        out.view(-1)[picks[values != -math.inf]] = True
+        picks = _sampled_top(candidates, n)
+        if picks is None:
+            values, picks = torch.topk(candidates, n, sorted=False)
+            picks = picks[values != -math.inf]
+        out.view(-1)[picks] = True
     return out
+
+
+def _sampled_top(candidates: Tensor, n: int) -> Tensor | None:
+    """Positions of the ``n`` largest of ``candidates`` (1-D float), or ``None`` where ``torch.topk`` over all
+    of them must decide.
+
+    ``torch.topk`` with a large ``n`` over a large layer dominates an update (about 0.3 s for 16.8M scores and
+    ``n`` = 250k on one CPU core). From :data:`FAST_SELECTION_NUMEL` scores on (and ``n`` at most an eighth of
+    them), a threshold a little below the ``n``-th largest score is read off a systematic sample (every ``s``-th
+    score) and only the scores above it go through ``torch.topk``. ``None`` whenever that could change the
+    answer: fewer than ``n`` finite candidates above the threshold, or the ``n``-th score tied with one left out
+    (``torch.topk`` breaks such ties its own way). So the set returned is always the one ``torch.topk`` picks.
+    """
+    numel = candidates.numel()
+    if numel < FAST_SELECTION_NUMEL or n > numel // 8:
+        return None
+    sample = candidates[:: max(1, numel // 2**16)]
+    rank = min(sample.numel(), int(1.5 * n / numel * sample.numel()) + 32)
+    threshold = torch.topk(sample, rank).values[-1]
+    picks = (candidates >= threshold).nonzero().squeeze(1)
+    if threshold == -math.inf or picks.numel() < n:
+        return None
+    top = torch.topk(candidates[picks], n, sorted=False)
+    kth = top.values.min()
+    if kth == -math.inf or int((candidates == kth).sum()) != int((top.values == kth).sum()):
+        return None
+    return picks[top.indices]
 
 
 def prefer(score: Tensor, preferred: Tensor) -> Tensor:

@@ -41,13 +41,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from dstlib import checks
-from dstlib.sparse import criteria, distributed
+from dstlib.sparse import criteria, distributed, rules
+from dstlib.sparse.core import EngineCore
 from dstlib.sparse.distributions import (
     Distribution,
     allocate,
@@ -57,13 +59,10 @@ from dstlib.sparse.distributions import (
 )
 from dstlib.sparse.granularity import Element, make_granularity
 from dstlib.sparse.metrics import itop_rate, layer_report, tensor_bytes
-from dstlib.sparse.schedules import DropFraction, cubic_density
-from dstlib.sparse.selection import Pattern, owner, sparse_parameters, unwrap
+from dstlib.sparse.rules import GrowRule, PruneRule
+from dstlib.sparse.schedules import Schedule, cubic_density, stop_step
+from dstlib.sparse.selection import Pattern, owner, sparse_parameters
 
-PRUNE_RULES = ("magnitude", "set", "mest")
-"""``prune=`` values: smallest ``|w|`` (RigL), SET's sign-aware rule, MEST's ``|w| + lambda |g|``."""
-GROW_RULES = ("random", "gradient", "momentum")
-"""``grow=`` values: uniform random (SET), largest ``|grad|`` (RigL), largest ``|EMA of grad|`` (momentum)."""
 MASK_SUFFIX = "_mask"
 
 if TYPE_CHECKING:
@@ -89,7 +88,7 @@ class _Layer:
         return self.module._buffers[self.attr + MASK_SUFFIX]
 
 
-class SparseEngine:
+class SparseEngine(EngineCore):
     """Dynamic (or static) sparse training of a model's weights, driven by ``engine.step()``.
 
     Presets (:class:`~dstlib.sparse.SET`, :class:`~dstlib.sparse.RigL`, ...) fix ``prune``, ``grow`` and
@@ -103,10 +102,10 @@ class SparseEngine:
         distribution: ``"uniform"``, ``"er"``, ``"erk"`` or ``{name: density}``
             (see :mod:`dstlib.sparse.distributions`).
         power_scale: ER/ERK exponent (1 = the papers').
-        prune: ``"magnitude"``, ``"set"``, ``"mest"`` or ``None`` (no prune-and-regrow), see
-            :data:`PRUNE_RULES`.
-        grow: ``"random"``, ``"gradient"``, ``"momentum"`` or ``None`` (with ``prune=None``), see
-            :data:`GROW_RULES`.
+        prune: ``"magnitude"``, ``"set"``, ``"mest"``, another name of
+            :data:`~dstlib.sparse.rules.PRUNE_RULES`, a rule object, or ``None`` (no prune-and-regrow).
+        grow: ``"random"``, ``"gradient"``, ``"momentum"``, another name of
+            :data:`~dstlib.sparse.rules.GROW_RULES`, a rule object, or ``None`` (with ``prune=None``).
         granularity: ``"element"``, ``"kernel"``, ``"region"`` or a granularity object
             (:mod:`dstlib.sparse.granularity`).
         update_every: optimizer steps between topology updates (default 100).
@@ -122,11 +121,15 @@ class SparseEngine:
         unfired_first: ITOP's regrow-unfired-first: never-active positions are grown before others.
         grad_steps: optimizer steps whose dense gradients feed the gradient scores of an update (mean, or EMA
             for ``grow="momentum"``); default 1 (the current mini-batch), 20 for ``"momentum"``.
-        momentum: EMA coefficient of ``grow="momentum"``: ``m <- momentum * m + (1 - momentum) * g``.
-        grad_coefficient: MEST's ``lambda`` in ``|w| + lambda * |g|``.
+        momentum: EMA coefficient of ``grow="momentum"``: ``m <- momentum * m + (1 - momentum) * g``
+            (default 0.9; :class:`~dstlib.sparse.rules.MomentumGrow`).
+        grad_coefficient: MEST's ``lambda`` in ``|w| + lambda * |g|`` (default 1;
+            :class:`~dstlib.sparse.rules.MESTPrune`).
         memory_bound: MEST's soft memory bound ``b``: each update first grows ``round(b * n)`` extra units
             (``n`` = active units of the group), then prunes ``drop_count + round(b * n)`` by the MEST score
-            (freshly grown units included), then grows back to ``n``. 0 = prune first (plain MEST).
+            (freshly grown units included), then grows back to ``n``. 0 (default) = prune first (plain MEST).
+            ``momentum``, ``grad_coefficient`` and ``memory_bound`` build the rule named by a string; ``None``
+            (the rule's default) with other rules and with rule objects.
         init_density: gradual pruning (GraNet, GMP): start at this density (distributed as ``distribution``)
             and prune globally by magnitude, on the cubic schedule, to ``density``. ``None`` = no gradual
             pruning.
@@ -145,8 +148,9 @@ class SparseEngine:
 
     Attributes:
         model: the (unwrapped) model. optimizer: the optimizer. granularity: the granularity object.
-        update_every: steps between updates.
-        drop_fraction: the ``DropFraction`` schedule (``None`` without prune-and-regrow).
+        schedule: the :class:`~dstlib.sparse.schedules.Schedule` (``update_every``, ``total_steps`` and
+        ``drop_fraction``, the ``DropFraction`` or ``None``, are also attributes).
+        prune_rule, grow_rule: the rule objects (``prune`` and ``grow``: their names).
     """
 
     def __init__(
@@ -157,8 +161,8 @@ class SparseEngine:
         density: float | None,
         distribution: Distribution = "erk",
         power_scale: float = 1.0,
-        prune: str | None = "magnitude",
-        grow: str | None = "gradient",
+        prune: str | PruneRule | None = "magnitude",
+        grow: str | GrowRule | None = "gradient",
         granularity: str | Element = "element",
         update_every: int | None = None,
         update_every_epochs: float | None = None,
@@ -172,9 +176,9 @@ class SparseEngine:
         grow_init: float = 0.0,
         unfired_first: bool = False,
         grad_steps: int | None = None,
-        momentum: float = 0.9,
-        grad_coefficient: float = 1.0,
-        memory_bound: float = 0.0,
+        momentum: float | None = None,
+        grad_coefficient: float | None = None,
+        memory_bound: float | None = None,
         init_density: float | None = None,
         prune_begin: int = 0,
         prune_end: int | None = None,
@@ -186,9 +190,102 @@ class SparseEngine:
         seed: int = 0,
     ) -> None:
         # ---- validate everything before touching the model ----
-        checks.require(isinstance(model, nn.Module), "model", type(model), "a torch.nn.Module")
-        checks.require(isinstance(optimizer, torch.optim.Optimizer), "optimizer", type(optimizer),
-                       "a torch.optim.Optimizer")
+        self._check_selection(density, distribution, masks, include, exclude, dense_first, dense_last)
+        checks.number("power_scale", power_scale, low=0)
+        prune_rule = rules.make("prune", prune, rules.PRUNE_RULES, grad_coefficient=grad_coefficient,
+                                memory_bound=memory_bound)
+        grow_rule = rules.make("grow", grow, rules.GROW_RULES, momentum=momentum)
+        checks.require((prune is None) == (grow is None), "grow", grow,
+                       f"{'None' if prune is None else 'a rule'} with prune={prune!r}: prune-and-regrow needs both "
+                       "rules (or neither)")
+        self.granularity = make_granularity(granularity)
+        schedule = Schedule.build(
+            update_every=update_every, update_every_epochs=update_every_epochs, steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps, regrow=prune is not None, update_begin=update_begin,
+            update_end=update_end, drop_fraction=drop_fraction, drop_schedule=drop_schedule,
+            drop_fraction_min=drop_fraction_min,
+        )
+        if grad_steps is None:
+            grad_steps = 1 if grow_rule is None else grow_rule.grad_steps
+        self.grad_steps = checks.integer("grad_steps", grad_steps, low=1)
+        self.final_density = density
+        self.init_density = None
+        if init_density is not None:
+            checks.require(density is not None, "density", density,
+                           "a final density in (0, 1] with gradual pruning (init_density)")
+            checks.integer("total_steps", total_steps, low=1)
+            self.init_density = check_density("init_density", init_density)
+            checks.require(self.init_density >= density, "init_density", init_density,
+                           f"a density >= density={density!r}")
+            self.prune_begin = checks.integer("prune_begin", prune_begin, low=0)
+            self.prune_end = stop_step(total_steps, prune_end)
+            checks.require(checks.is_number(self.prune_end, low=prune_begin, low_open=True, integer=True), "prune_end",
+                           self.prune_end, f"an integer > prune_begin={prune_begin}")
+        self.unfired_first = bool(unfired_first)
+        super().__init__(model, optimizer, prune=prune_rule, grow=grow_rule, schedule=schedule, grow_init=grow_init,
+                         seed=seed)
+
+        # ---- which parameters, and whether the optimizer holds them ----
+        if masks is not None:
+            params = self._params_for_masks(masks)
+        else:
+            params = sparse_parameters(
+                self.model, include=include, exclude=exclude, dense_first=dense_first, dense_last=dense_last
+            )
+        self._check_optimizer_holds(params)
+        for name, param in params.items():
+            self.granularity.check(name, param.shape)
+            module, attr = owner(self.model, name)
+            checks.require(not hasattr(module, attr + MASK_SUFFIX), "model", type(self.model),
+                           f"a model without masks, but {name!r} already has a {attr + MASK_SUFFIX!r} attribute: "
+                           "is another engine managing this model? Call its remove() first")
+        if masks is None:
+            check_distribution(distribution, list(params))
+
+        # ---- initial masks ----
+        self._layers = [
+            _Layer(name, *owner(self.model, name), self.granularity.groups(self._unit_shape(p)), [])
+            for name, p in params.items()
+        ]
+        if masks is not None:
+            initial = [masks[layer.name].to(layer.weight.device).bool() for layer in self._layers]
+            self._check_masks_density(initial, density)
+        else:
+            start = density if self.init_density is None else self.init_density
+            initial = self._initial_masks(distribution, start, power_scale)
+        distributed.broadcast_(initial)
+        for layer, mask in zip(self._layers, initial, strict=True):
+            weight = layer.weight
+            dtype = weight.dtype if weight.is_floating_point() else torch.float32
+            layer.module.register_buffer(layer.attr + MASK_SUFFIX, mask.to(dtype), persistent=True)
+        self._recount()
+        self._unit_sizes = [self.granularity.unit_size(layer.weight.shape) for layer in self._layers]
+        self._capacity = sum(cap * self._unit_sizes[i] for (i, _), cap in self._capacities().items())
+        self._fired = [mask.clone() for mask in initial]
+        self._initial_densities = {
+            layer.name: float(mask.float().mean()) for layer, mask in zip(self._layers, initial, strict=True)
+        }
+        self._accumulators: list[Tensor] | None = None
+        self._accumulated = 0
+        if self.needs_grad and self.grad_steps > 1:
+            self._accumulators = [torch.zeros_like(layer.weight) for layer in self._layers]
+        self._ignore_in_ddp(True)
+        self.apply_masks()
+        self._attach()
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _check_selection(
+        density: float | None,
+        distribution: Distribution,
+        masks: Mapping[str, Tensor] | None,
+        include: Sequence[Pattern] | None,
+        exclude: Sequence[Pattern] | None,
+        dense_first: bool,
+        dense_last: bool,
+    ) -> None:
+        """Check ``density`` and ``distribution`` against the two ways of choosing the sparse parameters: fixed
+        ``masks`` (their keys) or the selection keywords."""
         if masks is not None:
             if density is not None:
                 check_density("density", density)
@@ -204,111 +301,7 @@ class SparseEngine:
         else:
             check_density("density", density)
         check_distribution(distribution)
-        checks.number("power_scale", power_scale, low=0)
-        checks.one_of("prune", prune, (*PRUNE_RULES, None))
-        checks.one_of("grow", grow, (*GROW_RULES, None))
-        checks.require((prune is None) == (grow is None), "grow", grow,
-                       f"{'None' if prune is None else 'a rule'} with prune={prune!r}: prune-and-regrow needs both "
-                       "rules (or neither)")
-        self.granularity = make_granularity(granularity)
-        if update_every_epochs is not None or steps_per_epoch is not None:
-            checks.require(update_every is None, "update_every", update_every,
-                           "None with update_every_epochs/steps_per_epoch (give one or the other)")
-            checks.number("update_every_epochs", update_every_epochs, low=0, low_open=True)
-            checks.integer("steps_per_epoch", steps_per_epoch, low=1)
-            update_every = max(1, round(update_every_epochs * steps_per_epoch))
-        self.update_every = checks.integer("update_every", 100 if update_every is None else update_every, low=1)
-        gradual = init_density is not None
-        if prune is not None or gradual or total_steps is not None:
-            checks.integer("total_steps", total_steps, low=1)
-        self.total_steps = total_steps
-        self.drop_fraction = None
-        if prune is not None:
-            end = int(0.75 * total_steps) if update_end is None else update_end
-            self.drop_fraction = DropFraction(drop_fraction, drop_schedule, update_begin, end, drop_fraction_min)
-        self.grow_init = float(checks.number("grow_init", grow_init))
-        if grad_steps is None:
-            grad_steps = 20 if grow == "momentum" else 1
-        self.grad_steps = checks.integer("grad_steps", grad_steps, low=1)
-        self.momentum = float(checks.number("momentum", momentum, low=0, high=1, high_open=True))
-        self.grad_coefficient = float(checks.number("grad_coefficient", grad_coefficient, low=0))
-        self.memory_bound = float(checks.number("memory_bound", memory_bound, low=0))
-        checks.require(self.memory_bound == 0 or prune == "mest", "memory_bound", memory_bound,
-                       "0 unless prune='mest' (the soft memory bound is MEST's)")
-        self.final_density = density
-        self.init_density = None
-        if gradual:
-            checks.require(density is not None, "density", density,
-                           "a final density in (0, 1] with gradual pruning (init_density)")
-            self.init_density = check_density("init_density", init_density)
-            checks.require(self.init_density >= density, "init_density", init_density,
-                           f"a density >= density={density!r}")
-            self.prune_begin = checks.integer("prune_begin", prune_begin, low=0)
-            self.prune_end = int(0.75 * total_steps) if prune_end is None else prune_end
-            checks.require(checks.is_number(self.prune_end, low=prune_begin, low_open=True, integer=True), "prune_end",
-                           self.prune_end, f"an integer > prune_begin={prune_begin}")
-        self.prune, self.grow, self.unfired_first = prune, grow, bool(unfired_first)
-        self._seed = checks.require(checks.is_number(seed, low=0, high=2**40, high_open=True, integer=True), "seed",
-                                    seed, "an integer in [0, 2**40)")
 
-        # ---- which parameters, and whether the optimizer holds them ----
-        self.model = unwrap(model)
-        if masks is not None:
-            params = self._params_for_masks(masks)
-        else:
-            params = sparse_parameters(
-                self.model, include=include, exclude=exclude, dense_first=dense_first, dense_last=dense_last
-            )
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        missing = [name for name, p in params.items() if id(p) not in held]
-        checks.require(not missing, "optimizer", type(optimizer), f"an optimizer holding every sparse parameter, "
-                       f"built from model.parameters() of the model given to the engine; it lacks {missing}")
-        for name, param in params.items():
-            self.granularity.check(name, param.shape)
-            module, attr = owner(self.model, name)
-            checks.require(not hasattr(module, attr + MASK_SUFFIX), "model", type(self.model),
-                           f"a model without masks, but {name!r} already has a {attr + MASK_SUFFIX!r} attribute: "
-                           "is another engine managing this model? Call its remove() first")
-        if masks is None:
-            check_distribution(distribution, list(params))
-        self.optimizer = optimizer
-
-        # ---- initial masks ----
-        self._generator = criteria.mask_generator(self._sync_seed(self._seed))
-        self._layers = [
-            _Layer(name, *owner(self.model, name), self.granularity.groups(self._unit_shape(p)), [])
-            for name, p in params.items()
-        ]
-        if masks is not None:
-            initial = [masks[layer.name].to(layer.weight.device).bool() for layer in self._layers]
-            self._check_masks_density(initial, density)
-        else:
-            start = self.init_density if gradual else density
-            initial = self._initial_masks(distribution, start, power_scale)
-        distributed.broadcast_(initial)
-        for layer, mask in zip(self._layers, initial, strict=True):
-            weight = layer.weight
-            dtype = weight.dtype if weight.is_floating_point() else torch.float32
-            layer.module.register_buffer(layer.attr + MASK_SUFFIX, mask.to(dtype), persistent=True)
-        self._recount()
-        self._unit_sizes = [self.granularity.unit_size(layer.weight.shape) for layer in self._layers]
-        self._capacity = sum(cap * self._unit_sizes[i] for (i, _), cap in self._capacities().items())
-        self._fired = [mask.clone() for mask in initial]
-        self._initial_densities = {
-            layer.name: float(mask.float().mean()) for layer, mask in zip(self._layers, initial, strict=True)
-        }
-        self._optimizer_steps = 0
-        self._engine_steps = 0
-        self._needs_grad = prune == "mest" or grow in ("gradient", "momentum")
-        self._accumulators: list[Tensor] | None = None
-        self._accumulated = 0
-        if self._needs_grad and self.grad_steps > 1:
-            self._accumulators = [torch.zeros_like(layer.weight) for layer in self._layers]
-        self._ignore_in_ddp(True)
-        self.apply_masks()
-        self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
-
-    # ------------------------------------------------------------------ construction helpers
     def _params_for_masks(self, masks: Mapping[str, Tensor]) -> dict[str, nn.Parameter]:
         named = dict(self.model.named_parameters())
         checks.require(len(masks) > 0, "masks", masks, "a non-empty {name: bool mask} map (nothing to sparsify)")
@@ -362,13 +355,6 @@ class SparseEngine:
     def _expand(self, unit_mask: Tensor, layer: _Layer) -> Tensor:
         return self.granularity.expand(unit_mask, layer.weight.shape).contiguous()
 
-    def _sync_seed(self, seed: int) -> int:
-        if not distributed.is_distributed():
-            return seed
-        value = torch.tensor([float(seed)], dtype=torch.float64)
-        distributed.broadcast_([value])
-        return int(value.item())
-
     def _recount(self, units: Sequence[Tensor] | None = None) -> None:
         for i, layer in enumerate(self._layers):
             unit = self.granularity.unit_mask(layer.mask) if units is None else units[i]
@@ -383,12 +369,6 @@ class SparseEngine:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, names)
 
     # ------------------------------------------------------------------ per step
-    def _state_tensors(self, weight: Tensor) -> list[Tensor]:
-        state = self.optimizer.state.get(weight)
-        if not state:
-            return []
-        return [v for v in state.values() if isinstance(v, Tensor) and v.shape == weight.shape]
-
     def apply_masks(self) -> None:
         """Zero the pruned weights and, at the same positions, every optimizer state tensor shaped like a
         weight (SGD momentum, Adam/AdamW moments, ...), in one ``torch._foreach_mul_``. Called automatically
@@ -405,13 +385,13 @@ class SparseEngine:
             torch._foreach_mul_(tensors, masks)
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        self._optimizer_steps += 1
+        super()._after_optimizer_step(optimizer, args, kwargs)
         self.apply_masks()
         if self._accumulators is not None and self._in_grad_window(self._optimizer_steps):
             self._accumulate()
 
     def _in_grad_window(self, t: int) -> bool:
-        upcoming = -(-t // self.update_every) * self.update_every
+        upcoming = self.schedule.next_update(t)
         return upcoming - t < self.grad_steps and self.drop_fraction.active(upcoming)
 
     def _follow_devices(self) -> None:
@@ -434,27 +414,8 @@ class SparseEngine:
             return
         accumulators, grads = map(list, zip(*pairs, strict=True))
         with torch.no_grad():
-            if self.grow == "momentum":  # m <- momentum * m + (1 - momentum) * g
-                torch._foreach_mul_(accumulators, self.momentum)
-                torch._foreach_add_(accumulators, grads, alpha=1 - self.momentum)
-            else:  # running sum, divided by the count when used
-                torch._foreach_add_(accumulators, grads)
+            self.grow_rule.accumulate_(accumulators, grads)
         self._accumulated += 1
-
-    def step(self) -> bool:
-        """Call once after each ``optimizer.step()``. Updates the topology when one is due.
-
-        Returns:
-            True if the masks were updated at this call. False when nothing was due, or when no optimizer
-            step happened since the last call (e.g. ``GradScaler`` skipped it).
-        """
-        if self._engine_steps == self._optimizer_steps:
-            return False
-        previous, self._engine_steps = self._engine_steps, self._optimizer_steps
-        t = self._engine_steps - self._engine_steps % self.update_every
-        if t <= previous:
-            return False
-        return self._update(t)
 
     # ------------------------------------------------------------------ topology update
     def _active_weights(self) -> int:
@@ -471,8 +432,7 @@ class SparseEngine:
 
     def _gradients(self) -> list[Tensor]:
         if self._accumulators is not None and self._accumulated > 0:
-            norm = (1 - self.momentum**self._accumulated) if self.grow == "momentum" else self._accumulated
-            grads = [acc / norm for acc in self._accumulators]
+            grads = self.grow_rule.average(self._accumulators, self._accumulated)
         else:
             if all(layer.weight.grad is None for layer in self._layers):
                 raise RuntimeError(
@@ -489,70 +449,37 @@ class SparseEngine:
         return grads
 
     def _grow(
-        self, mask: Tensor, n: int, grad: Tensor | None, allowed: Tensor | None, unfired: Tensor | None
+        self, grad: Tensor | None, allowed: Tensor | None, unfired: Tensor | None, mask: Tensor, n: int
     ) -> Tensor:
-        if self.grow == "random":
-            scores = criteria.random_scores(mask.shape, self._generator, mask.device)
-        else:
-            scores = grad
+        """``mask`` (a group's units) with ``n`` more, where the grow rule scores highest (``allowed`` only;
+        never-active ``unfired`` units first)."""
+        scores = self.grow_rule.scores(grad, mask.shape, self._generator, mask.device)
         if unfired is not None:
             scores = criteria.prefer(scores, unfired)
         return criteria.grow_highest(scores, mask, n, allowed)
 
-    def _exchange(
-        self,
-        mask: Tensor,
-        n_active: int,
-        fraction: float,
-        weight: Tensor,
-        grad: Tensor | None,
-        allowed: Tensor | None,
-        unfired: Tensor | None,
-    ) -> Tensor:
-        """Prune-and-regrow inside one group (unit tensors of the group's shape, ``n_active`` of them
-        active); the count is unchanged."""
-        if self.prune == "set":
-            pruned = criteria.set_prune(weight, mask, fraction)
-            n_kept = int(pruned.sum().item())
-        else:
-            n_drop = criteria.drop_count(fraction, n_active)
-            n_now = n_active
-            if self.memory_bound > 0:
-                mask = self._grow(mask, round(self.memory_bound * n_active), grad, allowed, unfired)
-                n_now = int(mask.sum().item())
-                n_drop += n_now - n_active
-            # ``weight`` and ``grad`` are unit magnitudes here
-            scores = criteria.mest_score(weight, grad, self.grad_coefficient) if self.prune == "mest" else weight
-            pruned = criteria.drop_lowest(scores, mask, n_drop)
-            n_kept = n_now - n_drop
-        return self._grow(pruned, n_active - n_kept, grad, allowed, unfired)
-
     def _exchange_layer(
         self, layer: _Layer, unit_mask: Tensor, fraction: float, grad: Tensor | None, fired: Tensor
     ) -> Tensor:
+        """Prune-and-regrow inside each group of ``layer`` (unit masks; every group keeps its count)."""
         weight = layer.weight.detach()
         to_units = self.granularity.to_units
-        # SET reads signs; the other rules magnitudes (same ranking; kernels average over their taps)
-        unit_weight = to_units(weight) if self.prune == "set" else to_units(weight.abs())
+        # kernels average over their taps: magnitudes, or signed weights for a rule that reads signs (SET)
+        unit_weight = to_units(weight if self.prune_rule.signed else weight.abs())
         unit_grad = None if grad is None else to_units(grad.abs())
         unfired = ~self.granularity.unit_mask(fired) if self.unfired_first else None
         out = unit_mask.clone()
         for g, rows in enumerate(layer.groups):
+            group_grad = None if unit_grad is None else unit_grad[rows]
             allowed = self.granularity.allowed(out[rows].shape, g, out.device)
-            out[rows] = self._exchange(
-                out[rows],
-                layer.counts[g],
-                fraction,
-                unit_weight[rows],
-                None if unit_grad is None else unit_grad[rows],
-                allowed,
-                None if unfired is None else unfired[rows],
-            )
+            grow = partial(self._grow, group_grad, allowed, None if unfired is None else unfired[rows])
+            out[rows] = self.prune_rule.exchange(out[rows], layer.counts[g], fraction, unit_weight[rows], group_grad,
+                                                 grow)
         return out
 
     def _update(self, t: int) -> bool:
         n_prune = self._gradual_drop(t)
-        fraction = self.drop_fraction(t) if self.drop_fraction is not None else 0.0
+        fraction = self.schedule.fraction(t)
         if n_prune == 0 and fraction == 0.0:
             return False
         self._follow_devices()
@@ -564,7 +491,7 @@ class SparseEngine:
                 units = criteria.global_drop_lowest(scores, units, n_prune, self._unit_sizes)
                 self._recount(units)
             if fraction > 0:
-                grads = self._gradients() if self._needs_grad else [None] * len(self._layers)
+                grads = self._gradients() if self.needs_grad else [None] * len(self._layers)
                 units = [
                     self._exchange_layer(layer, unit, fraction, grad, fired)
                     for layer, unit, grad, fired in zip(self._layers, units, grads, self._fired, strict=True)
@@ -605,11 +532,6 @@ class SparseEngine:
     def fired_masks(self) -> dict[str, Tensor]:
         """``{parameter name: bool}``: positions active at any time so far (ITOP bookkeeping; copies)."""
         return {layer.name: fired.clone() for layer, fired in zip(self._layers, self._fired, strict=True)}
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps taken since the engine was built (skipped AMP steps excluded)."""
-        return self._optimizer_steps
 
     @property
     def density(self) -> float:
@@ -677,10 +599,7 @@ class SparseEngine:
         gradient accumulators (tensors are copies on their devices). Masks are also in
         ``model.state_dict()``; they are never inferred from zero weights."""
         return {
-            "format": 1,
-            "optimizer_steps": self._optimizer_steps,
-            "engine_steps": self._engine_steps,
-            "generator": self._generator.get_state(),
+            **self._clock_state(),
             "masks": self.masks,
             "fired": self.fired_masks,
             "accumulators": None if self._accumulators is None else [a.clone() for a in self._accumulators],
@@ -710,16 +629,14 @@ class SparseEngine:
                 self._fired[i] = state["fired"][layer.name].to(layer.weight.device).bool().clone()
                 if self._accumulators is not None:
                     self._accumulators[i].copy_(state["accumulators"][i])
-        self._generator.set_state(state["generator"])
-        self._optimizer_steps = int(state["optimizer_steps"])
-        self._engine_steps = int(state["engine_steps"])
+        self._load_clock_state(state)
         self._accumulated = int(state["accumulated"])
         self._recount()
         self.apply_masks()
 
     def remove(self) -> None:
         """Detach the engine: remove its optimizer hook and mask buffers (weights keep their zeros)."""
-        self._hook.remove()
+        super().remove()
         self._ignore_in_ddp(False)
         for layer in self._layers:
             del layer.module._buffers[layer.attr + MASK_SUFFIX]

@@ -218,14 +218,14 @@ def _engine_masks(engine: Any) -> dict[str, Tensor]:
 
 def _training_schedule(engine: Any) -> dict[str, int | None]:
     """Keyword arguments of :func:`average_training_flops` for ``engine``'s run: its length and, for a method
-    that scores by dense gradients (``grow`` "gradient"/"momentum" or ``prune`` "mest"), the update
-    period, the dense-gradient steps per update (all steps when ``grad_steps`` exceeds the period) and the
-    update window."""
+    that scores by dense gradients (a rule that ``needs_grad``: ``grow`` "gradient"/"momentum", ``prune``
+    "mest"), the update period, the dense-gradient steps per update (all steps when ``grad_steps`` exceeds the
+    period) and the update window."""
     total_steps = getattr(engine, "total_steps", None)
     if total_steps is None:
         return {"total_steps": 1}  # static: every step costs 3 f_S
     schedule = {"total_steps": total_steps}
-    if engine.grow in ("gradient", "momentum") or engine.prune == "mest":
+    if engine.needs_grad:
         window = engine.drop_fraction
         schedule.update(update_every=engine.update_every,
                         dense_gradient_steps=min(engine.grad_steps, engine.update_every + 1),

@@ -19,10 +19,10 @@ Products (kernels chosen by measurement on a 2-core x86 CPU with MKL, torch 2.13
 - value gradient ``dL/dv_k = sum_b g[b, row_k] x[b, col_k]``: the sampled product
   ``torch.sparse.sampled_addmm(W_csr, g^T, x)`` (an SDDMM: only the ``nnz`` entries are computed).
 
-:class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's rules and
-counting (same ``criteria`` functions, same tie-breaking, same ``DropFraction`` schedule): magnitude or
-SET prune on ``values``; random growth from the engine's generator, or RigL growth from the dense gradient
-``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
+:class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's core
+(:class:`~dstlib.sparse.core.EngineCore`: the same rule objects, tie-breaking, step counting and
+:class:`~dstlib.sparse.schedules.Schedule`): magnitude or SET prune on ``values``; random growth from the
+engine's generator, or RigL growth from the dense gradient ``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
 masks, weights, optimizer and data its masks are identical to the masked engine's and its weights equal
 up to float rounding (``tests/dst_engine/test_truly_sparse.py``).
 
@@ -45,7 +45,6 @@ random stream).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +52,17 @@ import torch
 from torch import Tensor, nn
 
 from dstlib import checks
-from dstlib.sparse import criteria
+from dstlib.sparse import criteria, rules
+from dstlib.sparse.core import EngineCore
+from dstlib.sparse.criteria import FAST_SELECTION_NUMEL as FAST_SELECTION_NUMEL  # noqa: F401 (moved there)
+from dstlib.sparse.criteria import grow_highest as grow_highest  # noqa: F401 (moved there)
 from dstlib.sparse.distributions import Distribution
 from dstlib.sparse.engine import SparseEngine
 from dstlib.sparse.export import csr_tensor, times_transposed
 from dstlib.sparse.granularity import Element
 from dstlib.sparse.metrics import layer_report, tensor_bytes
-from dstlib.sparse.schedules import DropFraction
+from dstlib.sparse.rules import GrowRule, PruneRule
+from dstlib.sparse.schedules import Schedule
 from dstlib.sparse.selection import Pattern, owner, unwrap
 
 if TYPE_CHECKING:
@@ -314,43 +317,7 @@ def to_masked(model: nn.Module) -> tuple[nn.Module, dict[str, Tensor]]:
 
 
 # ---------------------------------------------------------------------------------------------- the engine
-FAST_SELECTION_NUMEL = 2**20
-"""Layers with at least this many weights select grown positions through a sampled threshold."""
-
-
-def grow_highest(score: Tensor, mask: Tensor, n: int) -> Tensor:
-    """:func:`dstlib.sparse.criteria.grow_highest` (activate the ``n`` inactive positions of largest ``score``),
-    faster on large layers and with the same result.
-
-    ``torch.topk`` with a large ``n`` over a dense layer dominates an update (about 0.3 s for 16.8M
-    scores and ``n`` = 250k on one CPU core). From :data:`FAST_SELECTION_NUMEL` weights on, a threshold a
-    little below the ``n``-th largest score is read off a systematic sample (every ``s``-th score), only the
-    scores above it go through ``torch.topk``, and the full ``criteria.grow_highest`` runs whenever that could
-    change the answer: fewer than ``n`` candidates above the threshold, or the ``n``-th score tied with one
-    left out (``torch.topk`` breaks such ties its own way). So the chosen set is always the one
-    ``criteria.grow_highest`` picks. Shapes: ``score`` float and ``mask`` bool, same shape.
-    """
-    numel = mask.numel()
-    if numel < FAST_SELECTION_NUMEL or n <= 0 or n > numel // 8:
-        return criteria.grow_highest(score, mask, n)
-    candidates = score.reshape(-1).float().masked_fill(mask.reshape(-1), -math.inf)
-    stride = max(1, numel // 2**16)
-    sample = candidates[::stride]
-    rank = min(sample.numel(), int(1.5 * n / numel * sample.numel()) + 32)
-    threshold = torch.topk(sample, rank).values[-1]
-    picks = (candidates >= threshold).nonzero().squeeze(1)
-    if threshold == -math.inf or picks.numel() < n:
-        return criteria.grow_highest(score, mask, n)
-    top = torch.topk(candidates[picks], n, sorted=False)
-    kth = top.values.min()
-    if kth == -math.inf or int((candidates == kth).sum()) != int((top.values == kth).sum()):
-        return criteria.grow_highest(score, mask, n)
-    out = mask.clone(memory_format=torch.contiguous_format)
-    out.view(-1)[picks[top.indices]] = True
-    return out
-
-
-class TrulySparseEngine:
+class TrulySparseEngine(EngineCore):
     """Dynamic sparse training of the :class:`SparseLinear` layers of a model, driven by ``engine.step()``
     after each ``optimizer.step()`` (the masked engine's protocol and step counting).
 
@@ -370,8 +337,11 @@ class TrulySparseEngine:
     Args:
         model: holds the :class:`SparseLinear` layers (see :func:`to_truly_sparse`).
         optimizer: any ``torch.optim`` optimizer holding every layer's ``values``.
-        prune: ``"magnitude"`` or ``"set"`` (:data:`PRUNE_RULES`).
-        grow: ``"random"`` or ``"gradient"`` (:data:`GROW_RULES`).
+        prune: ``"magnitude"`` or ``"set"`` (:data:`PRUNE_RULES`), or such a rule object.
+        grow: ``"random"`` or ``"gradient"`` (:data:`GROW_RULES`), or such a rule object.
+        schedule: a :class:`~dstlib.sparse.schedules.Schedule` (a masked engine's ``engine.schedule``) in place
+            of ``update_every`` ... ``drop_fraction_min``, which are then ignored; ``total_steps`` must be
+            ``None`` with it.
 
     Raises:
         ValueError: any bad argument, before the model or optimizer is touched.
@@ -382,51 +352,44 @@ class TrulySparseEngine:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         *,
-        prune: str = "magnitude",
-        grow: str = "gradient",
+        prune: str | PruneRule = "magnitude",
+        grow: str | GrowRule = "gradient",
         update_every: int = 100,
-        total_steps: int,
+        total_steps: int | None = None,
         update_begin: int = 0,
         update_end: int | None = None,
         drop_fraction: float = 0.3,
         drop_schedule: str = "cosine",
         drop_fraction_min: float = 0.0,
+        schedule: Schedule | None = None,
         grow_init: float = 0.0,
         seed: int = 0,
     ) -> None:
-        checks.require(isinstance(model, nn.Module), "model", type(model), "a torch.nn.Module")
-        checks.require(isinstance(optimizer, torch.optim.Optimizer), "optimizer", type(optimizer),
-                       "a torch.optim.Optimizer")
-        checks.one_of("prune", prune, PRUNE_RULES)
-        checks.one_of("grow", grow, GROW_RULES)
-        self.update_every = checks.integer("update_every", update_every, low=1)
-        self.total_steps = checks.integer("total_steps", total_steps, low=1)
-        end = int(0.75 * total_steps) if update_end is None else update_end
-        self.drop_fraction = DropFraction(drop_fraction, drop_schedule, update_begin, end, drop_fraction_min)
-        self.grow_init = float(checks.number("grow_init", grow_init))
-        checks.integer("seed", seed, low=0, high=2**40 - 1)
-        self.model = unwrap(model)
+        prune_rule = rules.make("prune", prune, rules.PRUNE_RULES, PRUNE_RULES)
+        grow_rule = rules.make("grow", grow, rules.GROW_RULES, GROW_RULES)
+        if schedule is None:
+            schedule = Schedule.build(
+                update_every=update_every, total_steps=total_steps, update_begin=update_begin, update_end=update_end,
+                drop_fraction=drop_fraction, drop_schedule=drop_schedule, drop_fraction_min=drop_fraction_min,
+            )
+        else:
+            checks.require(total_steps is None, "total_steps", total_steps, "None with a schedule (it has its own)")
+        super().__init__(model, optimizer, prune=prune_rule, grow=grow_rule, schedule=schedule, grow_init=grow_init,
+                         seed=seed)
         self._layers = {name: m for name, m in self.model.named_modules() if isinstance(m, SparseLinear)}
         checks.require(len(self._layers) > 0, "model", type(self.model),
                        "a model with SparseLinear layers (convert it with to_truly_sparse first)")
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        missing = [name for name, layer in self._layers.items() if id(layer.values) not in held]
-        checks.require(not missing, "optimizer", type(optimizer),
-                       f"an optimizer holding every SparseLinear's values; it lacks those of {missing}")
-        self.optimizer, self.prune, self.grow = optimizer, prune, grow
-        self._generator = criteria.mask_generator(seed)
+        self._check_optimizer_holds({f"{name}.values": layer.values for name, layer in self._layers.items()})
         for layer in self._layers.values():  # replay the masked engine's initial-mask draws
             criteria.random_scores((layer.out_features, layer.in_features), self._generator, "cpu")
-        self._optimizer_steps = 0
-        self._engine_steps = 0
         self._arm_capture()
-        self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
+        self._attach()
 
     @classmethod
     def from_engine(cls, engine: SparseEngine, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrulySparseEngine:
         """Continue a masked engine's run on the truly sparse path: ``model`` is
         ``to_truly_sparse(engine.model, engine.masks)`` (or any model with those layers), ``optimizer`` a new
-        optimizer over it. Rules, schedule, ``grow_init``, step counters and random stream are copied.
+        optimizer over it. Rules, schedule, ``grow_init``, step counters and random stream are the engine's.
         (Optimizer state is not carried over: build the sparse model before training, or accept fresh state.)
 
         Raises:
@@ -441,60 +404,42 @@ class TrulySparseEngine:
                        "None (no gradual pruning on the truly sparse path)")
         checks.require(engine.grad_steps == 1, "engine.grad_steps", engine.grad_steps, "1")
         checks.require(not engine.unfired_first, "engine.unfired_first", engine.unfired_first, "False")
-        schedule = engine.drop_fraction
-        new = cls(model, optimizer, prune=engine.prune, grow=engine.grow, update_every=engine.update_every,
-                  total_steps=engine.total_steps, update_begin=schedule.begin, update_end=schedule.end,
-                  drop_fraction=schedule.initial, drop_schedule=schedule.kind, drop_fraction_min=schedule.minimum,
+        new = cls(model, optimizer, prune=engine.prune_rule, grow=engine.grow_rule, schedule=engine.schedule,
                   grow_init=engine.grow_init)
         names = [f"{name}.weight" for name in new._layers]
         checks.require(names == list(engine.masks), "model", names,
                        f"SparseLinear layers for exactly the engine's sparse weights {list(engine.masks)}")
-        state = engine.state_dict()
-        new._generator.set_state(state["generator"])
-        new._optimizer_steps, new._engine_steps = state["optimizer_steps"], state["engine_steps"]
+        new._load_clock_state(engine._clock_state())
         new._arm_capture()
         return new
 
     # ------------------------------------------------------------------ per step
-    def _update_due(self, t: int) -> bool:
-        return t % self.update_every == 0 and self.drop_fraction(t) > 0
-
     def _arm_capture(self) -> None:
         """Ask the layers for the dense gradient in the backward pass of the next step if an update follows."""
-        capture = self.grow == "gradient" and self._update_due(self._optimizer_steps + 1)
+        t = self._optimizer_steps + 1
+        capture = self.grow_rule.needs_grad and self.schedule.last_update(t) == t and self.schedule.fraction(t) > 0
         for layer in self._layers.values():
             layer.capture_dense_grad = capture
             if not capture:
                 layer.dense_grad = None
 
-    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        self._optimizer_steps += 1
-
     def step(self) -> bool:
-        """Call once after each ``optimizer.step()``. Updates the topology when one is due.
-
-        Returns:
-            True if the topology changed at this call; False when nothing was due or no optimizer step
-            happened since the last call.
-        """
-        if self._engine_steps == self._optimizer_steps:
-            return False
-        previous, self._engine_steps = self._engine_steps, self._optimizer_steps
-        t = self._engine_steps - self._engine_steps % self.update_every
-        updated = t > previous and self._update(t)
+        """Call once after each ``optimizer.step()``: the update when one is due (True if the topology changed),
+        then the layers are told whether to capture the dense gradient in the next backward pass."""
+        updated = super().step()
         self._arm_capture()
         return updated
 
     # ------------------------------------------------------------------ topology update
     def _update(self, t: int) -> bool:
-        fraction = self.drop_fraction(t)
+        fraction = self.schedule.fraction(t)
         if fraction == 0.0:
             return False
-        if self.grow == "gradient":
+        if self.grow_rule.needs_grad:
             missing = [name for name, layer in self._layers.items() if layer.dense_grad is None]
             if missing:
                 raise RuntimeError(
-                    f"grow='gradient' needs the dense gradient of the step before the update, but layers {missing} "
+                    f"grow={self.grow!r} needs the dense gradient of the step before the update, but layers {missing} "
                     "have none: run forward and backward between optimizer.zero_grad() and optimizer.step(), and "
                     "call engine.step() after every optimizer.step()"
                 )
@@ -504,23 +449,20 @@ class TrulySparseEngine:
         return True
 
     def _exchange(self, layer: SparseLinear, fraction: float) -> None:
+        """Prune ``layer``'s ``(nnz,)`` values, grow as many positions of its dense ``(out, in)`` shape; active
+        positions keep value and optimizer state, new ones start at ``grow_init`` with zeroed state."""
         values = layer.values.detach()
         everything = torch.ones(layer.nnz, dtype=torch.bool, device=values.device)
-        if self.prune == "set":
-            kept = criteria.set_prune(values, everything, fraction)
-        else:
-            kept = criteria.drop_lowest(values.abs(), everything, criteria.drop_count(fraction, layer.nnz))
+        weight = values if self.prune_rule.signed else values.abs()
+        kept = self.prune_rule.drop(weight, None, everything, layer.nnz, fraction)
         n_grow = layer.nnz - int(kept.sum())
         shape = (layer.out_features, layer.in_features)
         pruned = torch.zeros(shape[0] * shape[1], dtype=torch.bool, device=values.device)
         pruned[layer.indices[kept]] = True
-        if self.grow == "random":
-            scores = criteria.random_scores(shape, self._generator, values.device)
-        else:
-            scores = layer.dense_grad.abs_()  # the layer's own buffer, dropped below
-        new_mask = grow_highest(scores, pruned.view(shape), n_grow)
+        grad = layer.dense_grad.abs_() if self.grow_rule.needs_grad else None  # the layer's buffer, dropped below
+        scores = self.grow_rule.scores(grad, shape, self._generator, values.device)
+        new_mask = criteria.grow_highest(scores, pruned.view(shape), n_grow)
         new_indices = new_mask.view(-1).nonzero().squeeze(1)
-        # positions active before and after keep value and optimizer state; the others start afresh
         position = torch.searchsorted(new_indices, layer.indices).clamp(max=layer.nnz - 1)
         stays = new_indices[position] == layer.indices
         source, target = stays.nonzero().squeeze(1), position[stays]
@@ -534,12 +476,6 @@ class TrulySparseEngine:
             values.masked_fill_(fresh, self.grow_init)
         layer.set_topology(new_indices, values)
         layer.dense_grad = None
-
-    def _state_tensors(self, values: Tensor) -> list[Tensor]:
-        state = self.optimizer.state.get(values)
-        if not state:
-            return []
-        return [v for v in state.values() if isinstance(v, Tensor) and v.shape == values.shape]
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -555,11 +491,6 @@ class TrulySparseEngine:
     def dense_weights(self) -> dict[str, Tensor]:
         """``{"<module>.weight": float (out, in)}``: the weights as the masked model holds them (copies)."""
         return {f"{name}.weight": layer.dense_weight() for name, layer in self._layers.items()}
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps taken (counted by an optimizer step post-hook)."""
-        return self._optimizer_steps
 
     @property
     def density(self) -> float:
@@ -588,10 +519,7 @@ class TrulySparseEngine:
     def state_dict(self) -> dict:
         """Step counters, RNG state and every layer's indices (also in ``model.state_dict()``)."""
         return {
-            "format": 1,
-            "optimizer_steps": self._optimizer_steps,
-            "engine_steps": self._engine_steps,
-            "generator": self._generator.get_state(),
+            **self._clock_state(),
             "indices": {name: layer.indices.clone() for name, layer in self._layers.items()},
         }
 
@@ -612,13 +540,11 @@ class TrulySparseEngine:
             for name, layer in self._layers.items():
                 layer.indices.copy_(state["indices"][name])
                 layer._rebuild_layout()
-        self._generator.set_state(state["generator"])
-        self._optimizer_steps = int(state["optimizer_steps"])
-        self._engine_steps = int(state["engine_steps"])
+        self._load_clock_state(state)
         self._arm_capture()
 
     def remove(self) -> None:
         """Detach the engine (remove its optimizer hook); the layers stay sparse."""
-        self._hook.remove()
+        super().remove()
         for layer in self._layers.values():
             layer.capture_dense_grad, layer.dense_grad = False, None
