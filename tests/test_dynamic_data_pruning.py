@@ -69,3 +69,23 @@ def test_points_are_every_seed_times_every_variant_and_the_frame_knob_says_frame
     found = chapter.points(config)
     assert len(found) == 2 * len(chapter.variants(config)) and found[0] == {"seed": 0, **chapter.FULL}
     assert config.frame_drop_fraction == 0.3 and "drop_fraction" not in config  # frames, not weights
+
+
+def test_the_drop_mode_none_leaves_out_the_time_dropping_runs():
+    config = experiments.resolve("dynamic_data_pruning", "smoke", criteria=["easy_to_hard"], drop_modes=["none"])
+    assert chapter.variants(config) == [chapter.FULL, {"criterion": "easy_to_hard", "keep": 0.7, "drop": "none"}]
+
+
+def test_the_training_set_is_capped_and_the_rest_of_the_corpus_only_enlarges_the_test_set(monkeypatch):
+    import torch
+
+    from dstlib import data
+
+    sizes = {"train": 30, "test": 8}
+    monkeypatch.setattr(data, "load", lambda name, split, **options: torch.utils.data.TensorDataset(
+        torch.arange(sizes[split]), torch.arange(sizes[split])))
+    capped = experiments.resolve("dynamic_data_pruning", "smoke", max_train_utterances=12)
+    train, test, collate = chapter.load(capped)
+    assert [len(part) for part in train] == [12, 12] and [len(part) for part in test] == [8, 8] and collate is None
+    train, _, _ = chapter.load(experiments.resolve("dynamic_data_pruning", "smoke"))
+    assert len(train[0]) == 30  # None: every training utterance

@@ -51,7 +51,9 @@ def test_paper_steps_count_the_utterances_each_epoch_keeps():
     assert CHAPTER.paper_steps(paper, kept) == (100 * math.ceil(19_977 / 64), 64)
     assert sum(CHAPTER.paper_steps(paper, point)[0] for point in CHAPTER.points(paper)) == 1_447_200
     tutorial = experiments.resolve("dynamic_data_pruning", "tutorial")
-    assert CHAPTER.train_utterances(tutorial) == 640  # 4 of the 5 voice families of 800 utterances
+    assert CHAPTER.train_utterances(tutorial) == 640  # at most max_train_utterances
+    small = experiments.resolve("dynamic_data_pruning", "tutorial", num_utterances=800, max_train_utterances=10_000)
+    assert CHAPTER.train_utterances(small) == 640  # 4 of the 5 voice families of 800 utterances
 
 
 def test_fixture_flac_files_are_compressed_16_khz_utterances_with_a_transcript_each(tmp_path):
