@@ -54,6 +54,28 @@ def test_dense_runs_come_first_and_a_full_data_ratio_is_one_setting(smoke):
     assert {p["setting"] for p in chapter.points(none)} == {"el2n", "random"}
 
 
+def test_headline_seeds_train_only_the_headline_pair_and_are_not_grid_seeds(smoke):
+    config = experiments.resolve("hard_samples", "smoke", seeds=[0], headline_seeds=[5, 6], sparsities=[0.5, 0.9],
+                                 data_ratios=[1.0, 0.3])
+    extra = [p for p in chapter.points(config) if p["seed"] in (5, 6)]
+    assert sorted((p["seed"], p["setting"], p["data_ratio"], p["method"], p["density"]) for p in extra) == [
+        (seed, "el2n", 0.3, method, density) for seed in (5, 6) for method, density in (("dense", 1.0), ("set", 0.1))]
+    assert len(chapter.points(config)) == len(chapter.points(experiments.resolve(
+        "hard_samples", "smoke", seeds=[0], sparsities=[0.5, 0.9], data_ratios=[1.0, 0.3]))) + 4
+    with pytest.raises(ValueError, match=r"headline_seeds=\[0, 1\]: allowed seeds not in seeds=\[0\]"):
+        experiments.resolve("hard_samples", "smoke", headline_seeds=[0, 1])
+
+
+def test_test_draws_repeat_the_test_set_with_fresh_noise():
+    config = experiments.resolve("hard_samples", "smoke", test_draws=3)
+    _, train_y, test_x, test_y = chapter.clean_images(config)
+    once = chapter.clean_images(experiments.resolve("hard_samples", "smoke"))
+    n = len(once[3])
+    assert len(test_y) == 3 * n and torch.equal(test_y[n:2 * n], once[3]) and torch.equal(test_x[:n], test_x[n:2 * n])
+    noisy = chapter.prepare(test_x, config, "test", corrupted=False)
+    assert not torch.equal(noisy[:n], noisy[n:2 * n])
+
+
 def test_methods_that_need_the_dense_run_require_it_before_any_work():
     with pytest.raises(ValueError, match=r"methods=\['lth', 'set'\]: allowed a list with 'dense'"):
         experiments.resolve("hard_samples", "smoke", methods=["lth", "set"])
