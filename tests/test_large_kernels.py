@@ -111,3 +111,13 @@ def test_checks_apply_only_to_the_variants_that_build_the_kernel():
     assert chapter.SPEC.resolve("smoke", variants=["large"], small_kernel_size=4).small_kernel_size == 4
     assert chapter.SPEC.resolve("smoke", variants=["small", "large"], short_edge=9).short_edge == 9
     assert chapter.SPEC.resolve("smoke", variants=["small"], kernel_sizes=[8]).kernel_sizes == [8]
+
+
+def test_the_ablation_variants_run_only_their_seeds_and_the_headline_pair_every_seed():
+    every = chapter.points(chapter.SPEC.resolve("smoke", seeds=[0, 1, 2]))
+    assert len(every) == 3 * len(chapter.VARIANTS)
+    split = chapter.points(chapter.SPEC.resolve("smoke", seeds=[0, 1, 2], ablation_seeds=[1, 7]))
+    assert sorted((p["seed"], p["variant"]) for p in split if p["variant"] in ("large", "decomposed")) == \
+        [(1, "decomposed"), (1, "large")]
+    assert sorted(p["seed"] for p in split if p["variant"] == "small") == [0, 1, 2]
+    assert sorted(p["seed"] for p in split if p["variant"] == "slak") == [0, 1, 2]
