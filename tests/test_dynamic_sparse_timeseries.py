@@ -28,6 +28,22 @@ def test_the_grid_is_every_dataset_times_every_variant():
     assert chapter.variant_order(["static_regions", "dsn"]) == ["dsn", "static_regions"]
 
 
+def test_the_ablations_run_on_the_first_ablation_seeds_and_the_headline_pair_on_every_seed():
+    config = _config(seeds=[3, 4, 5], ablation_seeds=1)
+    runs = {(point["seed"], point["variant"]) for point in chapter.points(config)}
+    assert runs == ({(seed, variant) for seed in (3, 4, 5) for variant in chapter.HEADLINE_VARIANTS}
+                    | {(3, variant) for variant in chapter.VARIANTS})
+    assert len(chapter.points(_config(seeds=[3, 4], ablation_seeds=0))) == 2 * len(chapter.VARIANTS)
+
+
+def test_motif_test_draws_a_test_set_apart_and_keeps_the_training_set():
+    (x, y), (x_test, y_test) = chapter.load_dataset(_config(motif_series=40, motif_test=100), "motifs")
+    (x_default, _), (x_half, _) = chapter.load_dataset(_config(motif_series=40), "motifs")
+    assert x.shape == (20, 1, 128) and x_test.shape == (100, 1, 128) and x_half.shape == (20, 1, 128)
+    assert torch.equal(x, x_default) and torch.bincount(y_test).tolist() == [25, 25, 25, 25]
+    assert not torch.equal(x_test[:20], x_half)
+
+
 def test_paper_profile_is_dsns_ucr_recipe_on_the_archive():
     paper = experiments.resolve("dynamic_sparse_timeseries", "paper")
     assert len(set(chapter.UCR_85)) == 85 and len(set(chapter.UEA_30)) == 30
