@@ -186,9 +186,9 @@ def test_bad_arguments_and_missing_gradient() -> None:
         ts.TrulySparseEngine(sparse, torch.optim.SGD(sparse[0].parameters(), lr=0.1), total_steps=10)
     with pytest.raises(ValueError, match="masks"):
         ts.to_truly_sparse(dense, {"0.bias": torch.ones(32, dtype=torch.bool)})
-    conv = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten(), nn.Linear(4, 2))
+    norm = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
     with pytest.raises(ValueError, match="include"):
-        ts.initial_masks(conv, 0.5, include=[nn.Conv2d])
+        ts.initial_masks(norm, 0.5, include=[nn.LayerNorm])
     other = mlp()
     mest = sp.MEST(other, torch.optim.SGD(other.parameters(), lr=0.1), density=0.3, total_steps=10)
     with pytest.raises(ValueError, match="engine.prune"):
