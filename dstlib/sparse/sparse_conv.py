@@ -24,7 +24,7 @@ input, where the dense depthwise kernel reads the input once (see :func:`check_c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,32 +45,45 @@ def check_convertible(conv: nn.Module, name: str = "conv") -> None:
     checks.require(tuple(conv.dilation) == (1, 1), f"{name}.dilation", conv.dilation, "(1, 1)")
 
 
-class _SparseConvMatmul(torch.autograd.Function):
+class _Grid(NamedTuple):
+    """Where a batch lives on the phase grid: ``n`` images, ``hq x wq`` positions per phase image, of which the
+    top-left ``h_out x w_out`` are the outputs; ``size = n * hq * wq``."""
+
+    n: int
+    hq: int
+    wq: int
+    h_out: int
+    w_out: int
+
+    @property
+    def size(self) -> int:
+        return self.n * self.hq * self.wq
+
+
+class _SparseConvFunction(torch.autograd.Function):
     """``x (N, C_in, H, W), values (nnz,) -> (N, C_out, H_out, W_out)`` without bias."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, values: Tensor, layer: SparseConv2d) -> Tensor:
-        columns = layer.unfold(x)  # (K, N * L)
-        ctx.save_for_backward(columns, values)
-        ctx.layer, ctx.input_shape = layer, x.shape
-        return layer.to_images(torch.sparse.mm(layer.csr(values), columns), x.shape)
+        grid = layer.grid(x.shape)
+        phases = layer.phases(x, grid)
+        ctx.save_for_backward(x, phases, values)
+        ctx.layer, ctx.grid = layer, grid
+        return layer.convolve(phases, values, grid)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        columns, values = ctx.saved_tensors
-        layer = ctx.layer
-        grad_rows = grad.transpose(0, 1).reshape(layer.out_channels, -1)  # (C_out, N * L)
+        x, phases, values = ctx.saved_tensors
+        layer, grid = ctx.layer, ctx.grid
+        grad_grid = layer.on_grid(grad, grid)  # (C_out, size)
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_x = layer.fold(torch.sparse.mm(layer.csr_transposed(values), grad_rows), ctx.input_shape)
+            grad_x = layer.input_gradient(grad_grid, values, x.shape, grid)
         if ctx.needs_input_grad[1]:
-            pattern = layer.csr(values.detach())
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_rows, columns.T, beta=0.0).values()
+            grad_values = layer.value_gradient(grad_grid, phases, values, grid)
         if layer.capture_dense_grad:  # RigL: the dense gradient, only on the step before an update
-            groups = layer.groups
-            per_group = torch.bmm(grad_rows.view(groups, layer.out_channels // groups, -1),
-                                  columns.view(groups, columns.shape[0] // groups, -1).transpose(1, 2))
-            layer.store_dense_grad(per_group.reshape(layer.weight_shape))
+            layer.store_dense_grad(torch.nn.grad.conv2d_weight(x, layer.weight_shape, grad, layer.stride,
+                                                               layer.padding, 1, layer.groups))
         return grad_x, grad_values, None
 
 
@@ -114,14 +127,24 @@ class SparseConv2d(SparseWeight):
                        "non-negative integers")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         kh, kw = self.kernel_size
-        weight_shape = (out_channels, in_channels // groups, kh, kw)
-        super().__init__(weight_shape, (out_channels, in_channels * kh * kw), indices, values, bias)
+        self.offsets = self._offsets()
+        super().__init__((out_channels, in_channels // groups, kh, kw), (kh * kw * out_channels, in_channels),
+                         (kh * kw * in_channels, out_channels), indices, values, bias)
 
-    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        kernel = self.kernel_size[0] * self.kernel_size[1]
         per_row = self.weight_numel // self.out_channels  # C_in / groups * kh * kw
-        rows = indices // per_row
-        group = rows // (self.out_channels // self.groups)
-        return rows, indices % per_row + group * per_row
+        out, offset = indices // per_row, indices % kernel
+        group = out // (self.out_channels // self.groups)
+        channel = group * (self.in_channels // self.groups) + (indices % per_row) // kernel
+        return offset * self.out_channels + out, channel, offset * self.in_channels + channel, out
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        """Per kernel offset ``(i, j)`` (row-major): ``(phase, shift)``, the stride phase ``(i mod s_h, j mod s_w)``
+        it reads (flat) and its shift ``(i div s_h) * wq + j div s_w`` on the phase grid, as ``(phase, (a, b))``
+        with the shift's two parts (``wq`` is known per batch)."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return [((i % sh) * sw + j % sw, (i // sh, j // sw)) for i in range(kh) for j in range(kw)]
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, mask: Tensor) -> SparseConv2d:
@@ -154,29 +177,74 @@ class SparseConv2d(SparseWeight):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
-    def unfold(self, x: Tensor) -> Tensor:
-        """im2col: ``(N, C_in, H, W) -> (K, N * L)`` (contiguous), column ``n * L + l`` the patch of output ``l``."""
-        patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, K, L)
-        return patches.transpose(0, 1).reshape(patches.shape[1], -1)
+    # ------------------------------------------------------------------ the products on the phase grid
+    def grid(self, input_shape: torch.Size) -> _Grid:
+        """The phase grid of an input ``(N, C_in, H, W)``: the zero-padded image cut into ``s_h * s_w`` stride
+        phases of ``ceil((H + 2 p_h) / s_h) x ceil((W + 2 p_w) / s_w)`` pixels."""
+        n, _, height, width = input_shape
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        return _Grid(n, -(-(height + 2 * ph) // sh), -(-(width + 2 * pw) // sw), *self.output_size(height, width))
 
-    def fold(self, columns: Tensor, input_shape: torch.Size) -> Tensor:
-        """The adjoint of :meth:`unfold`: ``(K, N * L) -> (N, C_in, H, W)`` (overlapping patches summed)."""
-        n = input_shape[0]
-        patches = columns.view(columns.shape[0], n, -1).transpose(0, 1)
-        return F.fold(patches, input_shape[-2:], self.kernel_size, padding=self.padding, stride=self.stride)
+    def phases(self, x: Tensor, grid: _Grid) -> Tensor:
+        """``(N, C_in, H, W) -> (s_h * s_w, C_in, size)``: the padded input's stride phases, channels as rows."""
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        n, c, height, width = x.shape
+        padded = F.pad(x, (pw, grid.wq * sw - width - pw, ph, grid.hq * sh - height - ph))
+        return padded.view(n, c, grid.hq, sh, grid.wq, sw).permute(3, 5, 1, 0, 2, 4).reshape(sh * sw, c, grid.size)
 
-    def to_images(self, rows: Tensor, input_shape: torch.Size) -> Tensor:
-        """``(C_out, N * L) -> (N, C_out, H_out, W_out)`` (contiguous) for an input of ``input_shape``."""
-        size = self.output_size(input_shape[2], input_shape[3])
-        return rows.view(self.out_channels, input_shape[0], *size).transpose(0, 1).contiguous()
+    def _shift(self, offset: int, grid: _Grid) -> tuple[int, int]:
+        phase, (a, b) = self.offsets[offset]
+        return phase, a * grid.wq + b
+
+    def convolve(self, phases: Tensor, values: Tensor, grid: _Grid) -> Tensor:
+        """``(s_h * s_w, C_in, size) -> (N, C_out, H_out, W_out)``: per kernel offset, its CSR channel matrix
+        ``(C_out, C_in)`` times the shifted phase, accumulated on the grid."""
+        out = torch.zeros(self.out_channels, grid.size, dtype=phases.dtype, device=phases.device)
+        for offset, matrix in self.layout.blocks(values, len(self.offsets)):
+            phase, shift = self._shift(offset, grid)
+            out[:, : grid.size - shift].addmm_(matrix, phases[phase][:, shift:])
+        on_grid = out.view(self.out_channels, grid.n, grid.hq, grid.wq)
+        return on_grid[:, :, : grid.h_out, : grid.w_out].transpose(0, 1).contiguous()
+
+    def on_grid(self, grad: Tensor, grid: _Grid) -> Tensor:
+        """``(N, C_out, H_out, W_out) -> (C_out, size)``, zero off the outputs."""
+        out = torch.zeros(self.out_channels, grid.n, grid.hq, grid.wq, dtype=grad.dtype, device=grad.device)
+        out[:, :, : grid.h_out, : grid.w_out] = grad.transpose(0, 1)
+        return out.view(self.out_channels, grid.size)
+
+    def input_gradient(self, grad_grid: Tensor, values: Tensor, input_shape: torch.Size, grid: _Grid) -> Tensor:
+        """``(C_out, size) -> (N, C_in, H, W)``: per offset, the transposed channel matrix ``(C_in, C_out)`` times
+        the output gradient, added to the phase it read, then the phases put back together and cropped."""
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        grad_phases = torch.zeros(sh * sw, self.in_channels, grid.size, dtype=grad_grid.dtype, device=grad_grid.device)
+        for offset, matrix in self.transposed_layout.blocks(values, len(self.offsets)):
+            phase, shift = self._shift(offset, grid)
+            grad_phases[phase][:, shift:].addmm_(matrix, grad_grid[:, : grid.size - shift])
+        n, c, height, width = input_shape
+        padded = grad_phases.view(sh, sw, c, n, grid.hq, grid.wq).permute(3, 2, 4, 0, 5, 1)
+        return padded.reshape(n, c, grid.hq * sh, grid.wq * sw)[:, :, ph: ph + height, pw: pw + width].contiguous()
+
+    def value_gradient(self, grad_grid: Tensor, phases: Tensor, values: Tensor, grid: _Grid) -> Tensor:
+        """``(nnz,)``: per offset, the SDDMM of the output gradient and the shifted phase at the active entries."""
+        parts = []
+        for offset, pattern in self.layout.blocks(values.detach(), len(self.offsets)):
+            phase, shift = self._shift(offset, grid)
+            sampled = torch.sparse.sampled_addmm(pattern, grad_grid[:, : grid.size - shift],
+                                                 phases[phase][:, shift:].T, beta=0.0)
+            parts.append(sampled.values())
+        ordered, perm = torch.cat(parts), self.layout.perm
+        if perm is None:
+            return ordered
+        return torch.empty_like(ordered).index_copy_(0, perm, ordered)
 
     def forward(self, x: Tensor) -> Tensor:
         checks.require(x.dim() == 4 and x.shape[1] == self.in_channels, "x.shape", tuple(x.shape),
                        f"(N, {self.in_channels}, H, W)")
         if torch.is_grad_enabled() and (self.values.requires_grad or x.requires_grad):
-            out = _SparseConvMatmul.apply(x, self.values, self)
-        else:  # inference: the bare CSR product
-            out = self.to_images(torch.sparse.mm(self.csr(self.values.detach()), self.unfold(x)), x.shape)
+            out = _SparseConvFunction.apply(x, self.values, self)
+        else:  # inference: the bare products
+            grid = self.grid(x.shape)
+            out = self.convolve(self.phases(x, grid), self.values.detach(), grid)
         if self.bias is not None:
             out = out + self.bias.view(-1, 1, 1)
         return out

@@ -8,11 +8,10 @@ the ``nnz`` active entries:
 - ``indices``: a persistent int64 buffer ``(nnz,)``, the flat (row-major) positions in ``weight_shape``,
   increasing; its length is fixed, a topology update rewrites values, indices and optimizer state in place.
 
-Its products see the weight as a matrix ``W`` of ``matrix_shape`` ``(rows, cols)`` (for a linear layer the
-weight itself; for a convolution the ``(C_out, C_in * kh * kw)`` matrix of im2col, block-diagonal over
-groups). A subclass says where each flat position lands in that matrix (:meth:`SparseWeight._coordinates`,
-row-major order kept, so ``values`` is also the CSR value array); this class derives the CSR structures of
-``W`` and ``W^T`` from ``indices`` and rebuilds them after a topology change or a ``load_state_dict``.
+Its products multiply CSR matrices built from ``values``: for a linear layer ``W`` and ``W^T``; for a
+convolution the kernel offsets' channel matrices stacked row-wise. A subclass says where each stored value lands
+in those two matrices (:meth:`SparseWeight._coordinates`); this class keeps their CSR structures
+(:class:`CSRLayout`) and rebuilds them after a topology change or a ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -26,6 +25,49 @@ from dstlib import checks
 from dstlib.sparse.export import csr_tensor
 
 
+class CSRLayout:
+    """The CSR structure of a ``shape`` matrix whose entry ``k`` sits at ``(rows[k], cols[k])`` and holds
+    ``values[k]`` of a layer's ``(nnz,)`` values (int32 indices where they fit, as MKL is faster with them).
+
+    Attributes:
+        crow ``(rows + 1,)``, col ``(nnz,)``: CSR row pointers and column indices. perm: ``(nnz,)`` the value
+        positions in CSR order, or ``None`` when that is the values' own order.
+    """
+
+    def __init__(self, rows: Tensor, cols: Tensor, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        index_dtype = torch.int32 if shape[0] * shape[1] < 2**31 else torch.int64
+        order = torch.argsort(rows * shape[1] + cols)
+        identity = bool((order == torch.arange(order.numel(), device=order.device)).all())
+        crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=rows.device)
+        crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
+        self.crow, self.col = crow.to(index_dtype), cols[order].to(index_dtype)
+        self.perm = None if identity else order
+
+    def tensors(self) -> list[Tensor]:
+        """The index tensors held."""
+        return [self.crow, self.col] + ([] if self.perm is None else [self.perm])
+
+    def ordered(self, values: Tensor) -> Tensor:
+        """``values`` ``(nnz,)`` in CSR order."""
+        return values if self.perm is None else values[self.perm]
+
+    def matrix(self, values: Tensor) -> Tensor:
+        """The ``torch.sparse_csr`` matrix holding ``values`` ``(nnz,)``."""
+        return csr_tensor(self.crow, self.col, self.ordered(values), self.shape)
+
+    def blocks(self, values: Tensor, n_blocks: int) -> list[tuple[int, Tensor]]:
+        """The row blocks of :meth:`matrix` (``n_blocks`` equal ones) that hold entries, as
+        ``(block index, CSR (rows / n_blocks, cols))``."""
+        ordered, rows = self.ordered(values), self.shape[0] // n_blocks
+        starts = self.crow[::rows].tolist()
+        return [
+            (b, csr_tensor(self.crow[b * rows: (b + 1) * rows + 1] - starts[b], self.col[starts[b]: starts[b + 1]],
+                           ordered[starts[b]: starts[b + 1]], (rows, self.shape[1])))
+            for b in range(n_blocks) if starts[b + 1] > starts[b]
+        ]
+
+
 def _rebuild_after_load(module: SparseWeight, incompatible_keys: object) -> None:
     module._rebuild_layout()  # load_state_dict wrote new indices
 
@@ -34,7 +76,8 @@ class SparseWeight(nn.Module):
     """Active values and indices of a ``weight_shape`` weight, with the CSR layout of its ``matrix_shape`` view.
 
     Args:
-        weight_shape: the dense weight's shape. matrix_shape: ``(rows, cols)`` of the matrix the products use.
+        weight_shape: the dense weight's shape. matrix_shape, transposed_shape: ``(rows, cols)`` of the forward
+            product's matrix and of the input gradient's.
         indices: int64 ``(nnz,)`` flat positions in ``weight_shape`` (any order, no repeats; stored sorted).
         values: float ``(nnz,)`` matching ``indices`` (default zeros). bias: float ``(rows,)`` or ``None``.
 
@@ -48,12 +91,14 @@ class SparseWeight(nn.Module):
         self,
         weight_shape: tuple[int, ...],
         matrix_shape: tuple[int, int],
+        transposed_shape: tuple[int, int],
         indices: Tensor,
         values: Tensor | None = None,
         bias: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.weight_shape, self.matrix_shape = tuple(weight_shape), tuple(matrix_shape)
+        self.transposed_shape = tuple(transposed_shape)
         indices = torch.as_tensor(indices, dtype=torch.int64).flatten()
         order = torch.argsort(indices)
         indices = indices[order]
@@ -74,26 +119,20 @@ class SparseWeight(nn.Module):
         self._rebuild_layout()
         self.register_load_state_dict_post_hook(_rebuild_after_load)
 
-    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor]:
-        """``(rows, cols)`` int64 ``(nnz,)`` in ``matrix_shape`` of the flat weight positions ``indices``."""
+    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For the flat weight positions ``indices`` ``(nnz,)``: ``(rows, cols, t_rows, t_cols)``, int64 ``(nnz,)``
+        each: the entries' places in the forward matrix (``matrix_shape``) and in the input gradient's matrix
+        (``transposed_shape``)."""
         raise NotImplementedError
 
     def _rebuild_layout(self) -> None:
-        """Derive the CSR structures of ``W`` and ``W^T`` from ``indices`` (after a change of topology)."""
-        n_rows, n_cols = self.matrix_shape
-        index_dtype = torch.int32 if n_rows * n_cols < 2**31 else torch.int64
-        rows, cols = self._coordinates(self.indices)
-        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-        crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-        transposed = torch.argsort(cols * n_rows + rows)
-        t_crow = torch.zeros(n_cols + 1, dtype=torch.int64, device=rows.device)
-        t_crow[1:] = torch.bincount(cols, minlength=n_cols).cumsum(0)
-        self._crow, self._col = crow.to(index_dtype), cols.to(index_dtype)
-        self._t_crow, self._t_col = t_crow.to(index_dtype), rows[transposed].to(index_dtype)
-        self._t_perm = transposed.to(index_dtype)
+        """Derive the CSR structures of both products' matrices from ``indices`` (after a change of topology)."""
+        rows, cols, t_rows, t_cols = self._coordinates(self.indices)
+        self._layout = CSRLayout(rows, cols, self.matrix_shape)
+        self._t_layout = CSRLayout(t_rows, t_cols, self.transposed_shape)
 
     def _follow_device(self) -> None:
-        if self._crow.device != self.indices.device:
+        if self._layout.crow.device != self.indices.device:
             self._rebuild_layout()
 
     @property
@@ -108,19 +147,27 @@ class SparseWeight(nn.Module):
 
     def layout_tensors(self) -> list[Tensor]:
         """The index structures: ``indices`` and the CSR row pointers, columns and permutation."""
-        return [self.indices, self._crow, self._col, self._t_crow, self._t_col, self._t_perm]
+        return [self.indices, *self._layout.tensors(), *self._t_layout.tensors()]
+
+    @property
+    def layout(self) -> CSRLayout:
+        """The structure of the forward product's matrix (``matrix_shape``)."""
+        self._follow_device()
+        return self._layout
+
+    @property
+    def transposed_layout(self) -> CSRLayout:
+        """The structure of the input gradient's matrix (``transposed_shape``)."""
+        self._follow_device()
+        return self._t_layout
 
     def csr(self, values: Tensor | None = None) -> Tensor:
-        """``W`` as a ``torch.sparse_csr`` tensor ``matrix_shape`` (with ``values``, default the parameter)."""
-        self._follow_device()
-        values = self.values if values is None else values
-        return csr_tensor(self._crow, self._col, values, self.matrix_shape)
+        """The forward matrix as a ``torch.sparse_csr`` tensor (with ``values``, default the parameter)."""
+        return self.layout.matrix(self.values if values is None else values)
 
     def csr_transposed(self, values: Tensor | None = None) -> Tensor:
-        """``W^T`` as a ``torch.sparse_csr`` tensor ``(cols, rows)``."""
-        self._follow_device()
-        values = self.values if values is None else values
-        return csr_tensor(self._t_crow, self._t_col, values[self._t_perm], self.matrix_shape[::-1])
+        """The input gradient's matrix as a ``torch.sparse_csr`` tensor."""
+        return self.transposed_layout.matrix(self.values if values is None else values)
 
     def store_dense_grad(self, dense: Tensor) -> None:
         """Add ``dense`` (``weight_shape``) to ``dense_grad`` (a backward pass with ``capture_dense_grad``)."""

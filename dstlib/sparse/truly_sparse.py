@@ -130,10 +130,11 @@ class SparseLinear(SparseWeight):
         checks.integer("out_features", out_features, low=1)
         self.in_features, self.out_features = in_features, out_features
         shape = (out_features, in_features)
-        super().__init__(shape, shape, indices, values, bias)
+        super().__init__(shape, shape, shape[::-1], indices, values, bias)
 
-    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor]:
-        return indices // self.in_features, indices % self.in_features
+    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        rows, cols = indices // self.in_features, indices % self.in_features
+        return rows, cols, cols, rows  # W (out, in) and W^T (in, out)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mask: Tensor) -> SparseLinear:
