@@ -43,6 +43,7 @@ class CSRLayout:
         crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
         self.crow, self.col = crow.to(index_dtype), cols[order].to(index_dtype)
         self.perm = None if identity else order
+        self._blocks: tuple[int, list[tuple[int, int, int, Tensor]]] | None = None
 
     def tensors(self) -> list[Tensor]:
         """The index tensors held."""
@@ -58,14 +59,16 @@ class CSRLayout:
 
     def blocks(self, values: Tensor, n_blocks: int) -> list[tuple[int, Tensor]]:
         """The row blocks of :meth:`matrix` (``n_blocks`` equal ones) that hold entries, as
-        ``(block index, CSR (rows / n_blocks, cols))``."""
-        ordered, rows = self.ordered(values), self.shape[0] // n_blocks
-        starts = self.crow[::rows].tolist()
-        return [
-            (b, csr_tensor(self.crow[b * rows: (b + 1) * rows + 1] - starts[b], self.col[starts[b]: starts[b + 1]],
-                           ordered[starts[b]: starts[b + 1]], (rows, self.shape[1])))
-            for b in range(n_blocks) if starts[b + 1] > starts[b]
-        ]
+        ``(block index, CSR (rows / n_blocks, cols))`` (their structure is computed once per layout)."""
+        if self._blocks is None or self._blocks[0] != n_blocks:
+            rows = self.shape[0] // n_blocks
+            starts = self.crow[::rows].tolist()
+            crows = [self.crow[b * rows: (b + 1) * rows + 1] - starts[b] for b in range(n_blocks)]
+            self._blocks = (n_blocks, [(b, starts[b], starts[b + 1], crows[b])
+                                       for b in range(n_blocks) if starts[b + 1] > starts[b]])
+        ordered, (n_rows, n_cols) = self.ordered(values), (self.shape[0] // n_blocks, self.shape[1])
+        return [(b, csr_tensor(crow, self.col[start:end], ordered[start:end], (n_rows, n_cols)))
+                for b, start, end, crow in self._blocks[1]]
 
 
 def _rebuild_after_load(module: SparseWeight, incompatible_keys: object) -> None:

@@ -1,8 +1,10 @@
-"""Truly sparse training of linear layers: weights held as values + indices, products sparse x dense.
+"""Truly sparse training: weights held as values + indices, products sparse x dense.
 
 The masked engine (:class:`~dstlib.sparse.SparseEngine`) only *simulates* sparsity: the pruned weights are
 zeros in dense tensors, so a 95%-sparse step costs what a dense one does. Here a sparse ``nn.Linear``
-becomes a :class:`SparseLinear` that stores only its active weights:
+becomes a :class:`SparseLinear` that stores only its active weights (and a sparse ``nn.Conv2d`` a
+:class:`~dstlib.sparse.sparse_conv.SparseConv2d`, on the same :class:`~dstlib.sparse.sparse_weight.SparseWeight`
+base):
 
 - ``values``: the ``nn.Parameter`` of shape ``(nnz,)``; any ``torch.optim`` optimizer therefore keeps
   state (momentum, Adam moments) for the active weights only;
@@ -22,20 +24,22 @@ Products (kernels chosen by measurement on a 2-core x86 CPU with MKL, torch 2.13
 :class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's core
 (:class:`~dstlib.sparse.core.EngineCore`: the same rule objects, tie-breaking, step counting and
 :class:`~dstlib.sparse.schedules.Schedule`): magnitude or SET prune on ``values``; random growth from the
-engine's generator, or RigL growth from the dense gradient ``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
-masks, weights, optimizer and data its masks are identical to the masked engine's and its weights equal
-up to float rounding (``tests/dst_engine/test_truly_sparse.py``).
+engine's generator, or RigL growth from the dense gradient (``g^T x``; for a convolution
+``torch.nn.grad.conv2d_weight``), which a layer computes in its backward pass *only on the step before an
+update*. From the same masks, weights, optimizer and data its masks are identical to the masked engine's and
+its weights equal up to float rounding, for an MLP and a CNN (``tests/dst_engine/test_truly_sparse.py``).
 
 Usage::
 
     import dstlib.sparse.truly_sparse as ts
     masks = ts.initial_masks(model, density=0.05, distribution="uniform", seed=0)   # nn.Linear weights
-    model = ts.to_truly_sparse(model, masks)           # a copy: nn.Linear -> SparseLinear
+    # (include=[nn.Linear, nn.Conv2d] for convolutions too)
+    model = ts.to_truly_sparse(model, masks)           # a copy: nn.Linear -> SparseLinear, nn.Conv2d -> SparseConv2d
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     engine = ts.TrulySparseEngine(model, optimizer, total_steps=10_000, update_every=100, seed=0)
     for x, y in loader:
         optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step(); engine.step()
-    dense_model, masks = ts.to_masked(model)           # back to nn.Linear (+ masks for a SparseEngine)
+    dense_model, masks = ts.to_masked(model)           # back to nn.Linear / nn.Conv2d (+ masks for a SparseEngine)
 
 Or from a running masked engine: ``model = to_truly_sparse(masked_model, engine.masks)``, a new optimizer,
 then ``TrulySparseEngine.from_engine(engine, model, optimizer)`` (same rules, schedule, step count and
@@ -234,7 +238,10 @@ def to_truly_sparse(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
         prefix = name.rpartition(".")[0]
         module = converted.get_submodule(prefix) if prefix else converted
         mask = mask.to(module.weight.device).bool()
-        sparse = SparseLinear.from_linear(module, mask) if type(module) is nn.Linear else SparseConv2d.from_conv(module, mask)
+        if type(module) is nn.Linear:
+            sparse: SparseWeight = SparseLinear.from_linear(module, mask)
+        else:
+            sparse = SparseConv2d.from_conv(module, mask)
         if prefix:
             parent, _, child = prefix.rpartition(".")
             setattr(converted.get_submodule(parent) if parent else converted, child, sparse)
@@ -266,8 +273,8 @@ def _dense(layer: SparseWeight) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------- the engine
 class TrulySparseEngine(EngineCore):
-    """Dynamic sparse training of the :class:`SparseLinear` and :class:`SparseConv2d` layers of a model, driven by ``engine.step()``
-    after each ``optimizer.step()`` (the masked engine's protocol and step counting).
+    """Dynamic sparse training of the :class:`SparseLinear` and :class:`SparseConv2d` layers of a model, driven by
+    ``engine.step()`` after each ``optimizer.step()`` (the masked engine's protocol and step counting).
 
     Every ``update_every`` optimizer steps ``t`` with ``drop_fraction(t) > 0`` each layer drops
     ``drop_count(f, nnz)`` active weights (``prune``) and grows as many (``grow``); the count of every layer

@@ -61,7 +61,9 @@ def truly_sparse_case(
     return model, optimizer, engine
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, engine: object, steps: range, net: str = "mlp") -> list[bool]:
+def train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, engine: object, steps: range, net: str = "mlp"
+) -> list[bool]:
     updates = []
     for step in steps:
         x, y = batch(step, net=net)
