@@ -47,17 +47,29 @@ def check_convertible(conv: nn.Module, name: str = "conv") -> None:
 
 class _Grid(NamedTuple):
     """Where a batch lives on the phase grid: ``n`` images, ``hq x wq`` positions per phase image, of which the
-    top-left ``h_out x w_out`` are the outputs; ``size = n * hq * wq``."""
+    top-left ``h_out x w_out`` are the outputs; ``size = n * hq * wq``; ``margin``: the largest shift."""
 
     n: int
     hq: int
     wq: int
     h_out: int
     w_out: int
+    margin: int
 
     @property
     def size(self) -> int:
         return self.n * self.hq * self.wq
+
+    def buffer(self, phases: int, rows: int, like: Tensor) -> Tensor:
+        """A flat zero buffer for ``(phases, rows, size)`` and ``margin`` trailing zeros."""
+        return torch.zeros(phases * rows * self.size + self.margin, dtype=like.dtype, device=like.device)
+
+    def window(self, buffer: Tensor, phase: int, shift: int, rows: int) -> Tensor:
+        """The contiguous ``(rows, size)`` matrix at ``shift`` in phase ``phase`` of a :meth:`buffer`: row ``r``
+        is the phase's row ``r`` from position ``shift`` on, then the first ``shift`` entries of row ``r + 1``
+        (they land on positions that are no output, where output gradients are zero)."""
+        start = phase * rows * self.size + shift
+        return buffer[start: start + rows * self.size].view(rows, self.size)
 
 
 class _SparseConvFunction(torch.autograd.Function):
@@ -182,27 +194,33 @@ class SparseConv2d(SparseWeight):
         """The phase grid of an input ``(N, C_in, H, W)``: the zero-padded image cut into ``s_h * s_w`` stride
         phases of ``ceil((H + 2 p_h) / s_h) x ceil((W + 2 p_w) / s_w)`` pixels."""
         n, _, height, width = input_shape
-        (ph, pw), (sh, sw) = self.padding, self.stride
-        return _Grid(n, -(-(height + 2 * ph) // sh), -(-(width + 2 * pw) // sw), *self.output_size(height, width))
+        (ph, pw), (sh, sw), (kh, kw) = self.padding, self.stride, self.kernel_size
+        wq = -(-(width + 2 * pw) // sw)
+        margin = (kh - 1) // sh * wq + (kw - 1) // sw
+        return _Grid(n, -(-(height + 2 * ph) // sh), wq, *self.output_size(height, width), margin)
 
     def phases(self, x: Tensor, grid: _Grid) -> Tensor:
-        """``(N, C_in, H, W) -> (s_h * s_w, C_in, size)``: the padded input's stride phases, channels as rows."""
+        """``(N, C_in, H, W) ->`` a flat :meth:`_Grid.buffer` holding ``(s_h * s_w, C_in, size)``: the padded
+        input's stride phases, channels as rows."""
         (ph, pw), (sh, sw) = self.padding, self.stride
         n, c, height, width = x.shape
         padded = F.pad(x, (pw, grid.wq * sw - width - pw, ph, grid.hq * sh - height - ph))
-        return padded.view(n, c, grid.hq, sh, grid.wq, sw).permute(3, 5, 1, 0, 2, 4).reshape(sh * sw, c, grid.size)
+        buffer = grid.buffer(sh * sw, c, x)
+        phases = buffer[: buffer.numel() - grid.margin].view(sh, sw, c, n, grid.hq, grid.wq)
+        phases.copy_(padded.view(n, c, grid.hq, sh, grid.wq, sw).permute(3, 5, 1, 0, 2, 4))
+        return buffer
 
-    def _shift(self, offset: int, grid: _Grid) -> tuple[int, int]:
+    def _window(self, buffer: Tensor, offset: int, grid: _Grid, rows: int) -> Tensor:
+        """The ``(rows, size)`` window of ``buffer`` that kernel offset ``offset`` reads (or writes)."""
         phase, (a, b) = self.offsets[offset]
-        return phase, a * grid.wq + b
+        return grid.window(buffer, phase, a * grid.wq + b, rows)
 
     def convolve(self, phases: Tensor, values: Tensor, grid: _Grid) -> Tensor:
-        """``(s_h * s_w, C_in, size) -> (N, C_out, H_out, W_out)``: per kernel offset, its CSR channel matrix
+        """:meth:`phases` ``-> (N, C_out, H_out, W_out)``: per kernel offset, its CSR channel matrix
         ``(C_out, C_in)`` times the shifted phase, accumulated on the grid."""
         out = torch.zeros(self.out_channels, grid.size, dtype=phases.dtype, device=phases.device)
         for offset, matrix in self.layout.blocks(values, len(self.offsets)):
-            phase, shift = self._shift(offset, grid)
-            out[:, : grid.size - shift].addmm_(matrix, phases[phase][:, shift:])
+            out.addmm_(matrix, self._window(phases, offset, grid, self.in_channels))
         on_grid = out.view(self.out_channels, grid.n, grid.hq, grid.wq)
         return on_grid[:, :, : grid.h_out, : grid.w_out].transpose(0, 1).contiguous()
 
@@ -216,22 +234,20 @@ class SparseConv2d(SparseWeight):
         """``(C_out, size) -> (N, C_in, H, W)``: per offset, the transposed channel matrix ``(C_in, C_out)`` times
         the output gradient, added to the phase it read, then the phases put back together and cropped."""
         (ph, pw), (sh, sw) = self.padding, self.stride
-        grad_phases = torch.zeros(sh * sw, self.in_channels, grid.size, dtype=grad_grid.dtype, device=grad_grid.device)
-        for offset, matrix in self.transposed_layout.blocks(values, len(self.offsets)):
-            phase, shift = self._shift(offset, grid)
-            grad_phases[phase][:, shift:].addmm_(matrix, grad_grid[:, : grid.size - shift])
         n, c, height, width = input_shape
-        padded = grad_phases.view(sh, sw, c, n, grid.hq, grid.wq).permute(3, 2, 4, 0, 5, 1)
+        buffer = grid.buffer(sh * sw, c, grad_grid)
+        for offset, matrix in self.transposed_layout.blocks(values, len(self.offsets)):
+            self._window(buffer, offset, grid, c).addmm_(matrix, grad_grid)
+        grad_phases = buffer[: buffer.numel() - grid.margin].view(sh, sw, c, n, grid.hq, grid.wq)
+        padded = grad_phases.permute(3, 2, 4, 0, 5, 1)
         return padded.reshape(n, c, grid.hq * sh, grid.wq * sw)[:, :, ph: ph + height, pw: pw + width].contiguous()
 
     def value_gradient(self, grad_grid: Tensor, phases: Tensor, values: Tensor, grid: _Grid) -> Tensor:
         """``(nnz,)``: per offset, the SDDMM of the output gradient and the shifted phase at the active entries."""
         parts = []
         for offset, pattern in self.layout.blocks(values.detach(), len(self.offsets)):
-            phase, shift = self._shift(offset, grid)
-            sampled = torch.sparse.sampled_addmm(pattern, grad_grid[:, : grid.size - shift],
-                                                 phases[phase][:, shift:].T, beta=0.0)
-            parts.append(sampled.values())
+            window = self._window(phases, offset, grid, self.in_channels)
+            parts.append(torch.sparse.sampled_addmm(pattern, grad_grid, window.T, beta=0.0).values())
         ordered, perm = torch.cat(parts), self.layout.perm
         if perm is None:
             return ordered
