@@ -1,29 +1,48 @@
 """Truly sparse 2-D convolution: only the active kernel weights stored, every product over them only.
 
-:class:`SparseConv2d` is ``nn.Conv2d`` (zero padding, no dilation) with its weight ``(C_out, C_in / groups, kh,
-kw)`` held as ``values`` ``(nnz,)`` + ``indices`` ``(nnz,)`` (flat positions in the weight, increasing; see
-:mod:`~dstlib.sparse.sparse_weight`). The products see the weight as the im2col matrix ``W`` of shape
-``(C_out, K)``, ``K = C_in * kh * kw`` (block-diagonal over groups), and the input as its unfolded columns
-``X`` ``(K, N * L)`` (``L = H_out * W_out`` output positions per image, ``F.unfold``):
+:class:`SparseConv2d` is ``nn.Conv2d`` (zero padding, no dilation; any kernel, stride and groups) with its weight
+``(C_out, C_in / groups, kh, kw)`` held as ``values`` ``(nnz,)`` + ``indices`` ``(nnz,)`` (flat positions in the
+weight, increasing; see :mod:`~dstlib.sparse.sparse_weight`). Its products run on the *phase grid*: the
+zero-padded input cut into its ``s_h * s_w`` stride phases, channels as rows, ``P`` ``(s_h * s_w, C_in, size)``
+with ``size = N * hq * wq`` (``hq, wq``: the padded size over the stride, rounded up), stored flat with a zero
+margin. Kernel offset ``(i, j)`` reads phase ``(i mod s_h, j mod s_w)`` shifted by ``(i div s_h) * wq + j div
+s_w`` positions, a contiguous ``(C_in, size)`` window of that buffer, and owns the CSR channel matrix ``W_ij``
+``(C_out, C_in)`` of its active weights (block-diagonal over groups). With ``G`` the output gradient on the grid
+``(C_out, size)`` (zero off the outputs):
 
-- forward ``Y = W X``: a CSR x dense product ``(C_out, N * L)``, then laid out as ``(N, C_out, H_out, W_out)``;
-- input gradient ``dL/dX = W^T G`` with the transposed CSR structure (``G``: the output gradient as
-  ``(C_out, N * L)``), folded back (``F.fold``, the adjoint of unfold) to ``(N, C_in, H, W)``;
-- value gradient ``dL/dv_k = sum_m G[row_k, m] X[col_k, m]``: the SDDMM ``torch.sparse.sampled_addmm(W_csr, G,
-  X^T)``, only the ``nnz`` entries computed (``X`` is saved from the forward pass).
+- forward ``Y = sum_ij W_ij P_ij`` (one ``addmm_`` CSR x dense per offset with entries), then the top-left
+  ``H_out x W_out`` of each image as ``(N, C_out, H_out, W_out)``;
+- input gradient: ``W_ij^T G`` added into the window each offset read (a second CSR structure stacks the
+  ``W_ij^T``), the phases put back together and the padding cropped;
+- value gradient ``dL/dv = G P_ij^T`` sampled at the active entries of each ``W_ij``: the SDDMM
+  ``torch.sparse.sampled_addmm`` (only ``nnz`` dot products of length ``size``);
+- RigL's dense gradient ``torch.nn.grad.conv2d_weight``, only on the step before a topology update.
 
-Measured on a 2-core x86 CPU (MKL, torch 2.13, one thread, shared machine at load ~20; ratios to the dense
-``nn.Conv2d`` training step of the same round, density 0.05; ``benchmarks/bench_vs_sparseprop.py``):
-the unfold, its layout change and the fold are dense passes over ``K x N x L`` floats and cost more than the
-sparse products at this density, so a 3x3 layer gains what its dense FLOPs leave above that memory traffic;
-the numbers and the layers that stay dense are in the benchmark's README section.
-Depthwise convolutions (``groups == C_in``, the large-kernel blocks) are not converted by default: one kernel
-per channel leaves a CSR row of ``kh * kw * density`` entries, and the unfolded input is ``kh * kw`` times the
-input, where the dense depthwise kernel reads the input once (see :func:`check_convertible`).
+Choices measured on the project CPU (2 cores shared with other jobs, load 20-28, so by this thread's CPU time;
+one thread, torch 2.13 + MKL, density 0.05, batch 64; ``benchmarks/bench_vs_sparseprop.py`` for the layers):
+
+- im2col (``F.unfold``, CSR x the ``(C_in kh kw, N L)`` columns, ``F.fold`` for the input gradient): training
+  step 3.9-5.8x the dense ``nn.Conv2d`` on ResNet-20's 3x3 layers; the unfold, its transpose and the fold are
+  dense passes over ``kh * kw`` times the input. The phase grid copies the input once: 1.1-1.3x there.
+- one product with all offsets stacked (``(kh kw C_out, C_in)`` x ``P``, then shifted sums): forward 1.6x (16
+  channels at 8x8) to 23x (16 channels at 32x32) slower than one ``addmm_`` per offset.
+- windows as column slices of ``P`` (strided) made the SDDMM 5-10x slower than on the contiguous windows of
+  the flat buffer (its wrapped-around tail lands on grid positions that are no output, where ``G`` is zero);
+- tiling the grid so that the output stays in cache: forward up to 1.3x faster at 128 channels, slower below.
+
+Where it stands (race at density 0.05, batch 64): about as fast as dense (0.93-1.19x) on ResNet-18's 3x3
+layers at 32x32 input, 1.1-1.3x dense on ResNet-20's, 2-2.4x on SmallCNN's 4x4 and 8x8 maps, where MKL's
+per-call cost and its CSR kernels (about a fifth of the dense GEMM's rate) dominate; SparseProp's AVX2 kernels
+mostly reach 0.5-0.8x. Better dense (:func:`dense_preferred`): 1x1 convolutions with stride > 1 (1.6x dense:
+one offset, while the phase copy serves ``s_h * s_w`` phases; SparseProp keeps them dense too) and depthwise
+ones (``groups == C_in``: one kernel per channel leaves about ``density`` of an entry per CSR row; 13x13 at
+density 0.4, SLaK's regime, 1.6x dense, 31x31 4.3x). The gain of the others is memory: weights, gradients and
+optimizer state for the active entries only.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import torch
@@ -32,6 +51,21 @@ from torch import Tensor, nn
 
 from dstlib import checks
 from dstlib.sparse.sparse_weight import SparseWeight
+
+
+def dense_preferred(model: nn.Module) -> list[str]:
+    """Patterns for ``exclude=`` (of :func:`~dstlib.sparse.truly_sparse.initial_masks` and the masked engine
+    alike) naming the weights of ``model``'s ``nn.Conv2d`` layers that train faster dense than as
+    :class:`SparseConv2d` (measured, see the module's docstring): 1x1 kernels with a stride above 1, and
+    depthwise convolutions (``groups == in_channels > 1``)."""
+    return [
+        f"^{re.escape(name)}\\.weight$"
+        for name, module in model.named_modules()
+        if type(module) is nn.Conv2d and (
+            (module.kernel_size == (1, 1) and module.stride != (1, 1))
+            or (module.groups == module.in_channels > 1)
+        )
+    ]
 
 
 def check_convertible(conv: nn.Module, name: str = "conv") -> None:
@@ -151,10 +185,10 @@ class SparseConv2d(SparseWeight):
         channel = group * (self.in_channels // self.groups) + (indices % per_row) // kernel
         return offset * self.out_channels + out, channel, offset * self.in_channels + channel, out
 
-    def _offsets(self) -> list[tuple[int, int]]:
-        """Per kernel offset ``(i, j)`` (row-major): ``(phase, shift)``, the stride phase ``(i mod s_h, j mod s_w)``
-        it reads (flat) and its shift ``(i div s_h) * wq + j div s_w`` on the phase grid, as ``(phase, (a, b))``
-        with the shift's two parts (``wq`` is known per batch)."""
+    def _offsets(self) -> list[tuple[int, tuple[int, int]]]:
+        """Per kernel offset ``(i, j)`` (row-major): ``(phase, (a, b))``, the stride phase it reads, numbered
+        ``(i mod s_h) * s_w + j mod s_w``, and its shift ``(a, b) = (i div s_h, j div s_w)`` in phase pixels
+        (``a * wq + b`` positions on the grid)."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         return [((i % sh) * sw + j % sw, (i // sh, j // sw)) for i in range(kh) for j in range(kw)]
 

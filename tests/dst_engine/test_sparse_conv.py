@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import dstlib.sparse.truly_sparse as ts
-from dstlib.sparse.sparse_conv import SparseConv2d
+from dstlib.sparse.sparse_conv import SparseConv2d, dense_preferred
 
 from .truly_sparse_toys import cnn
 
@@ -66,6 +66,15 @@ def test_converters_round_trip_a_cnn() -> None:
         assert torch.equal(back.get_parameter(name), dense.get_parameter(name).detach() * mask)
     with torch.no_grad():
         torch.testing.assert_close(sparse(x), back(x), rtol=1e-5, atol=1e-6)
+
+
+def test_dense_preferred_names_strided_pointwise_and_depthwise_convolutions() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 5, padding=2, groups=8),
+                          nn.Conv2d(8, 16, 1, 2), nn.Conv2d(16, 16, 1), nn.Flatten(), nn.Linear(16, 2))
+    keep = dense_preferred(model)
+    assert keep == ["^1\\.weight$", "^2\\.weight$"]
+    masks = ts.initial_masks(model, 0.5, include=[nn.Conv2d, nn.Linear], exclude=keep, seed=0)
+    assert list(masks) == ["0.weight", "3.weight", "5.weight"]
 
 
 @pytest.mark.parametrize(
