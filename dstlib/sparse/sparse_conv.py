@@ -285,7 +285,9 @@ class SparseConv2d(SparseWeight):
         ordered, perm = torch.cat(parts), self.layout.perm
         if perm is None:
             return ordered
-        return torch.empty_like(ordered).index_copy_(0, perm, ordered)
+        grad = torch.empty_like(ordered)
+        grad[perm] = ordered
+        return grad
 
     def forward(self, x: Tensor) -> Tensor:
         checks.require(x.dim() == 4 and x.shape[1] == self.in_channels, "x.shape", tuple(x.shape),

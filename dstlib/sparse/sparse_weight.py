@@ -42,7 +42,7 @@ class CSRLayout:
         crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=rows.device)
         crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
         self.crow, self.col = crow.to(index_dtype), cols[order].to(index_dtype)
-        self.perm = None if identity else order
+        self.perm = None if identity else order.to(index_dtype)
         self._blocks: tuple[int, list[tuple[int, int, int, Tensor]]] | None = None
 
     def tensors(self) -> list[Tensor]:
@@ -122,7 +122,7 @@ class SparseWeight(nn.Module):
         self._rebuild_layout()
         self.register_load_state_dict_post_hook(_rebuild_after_load)
 
-    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """For the flat weight positions ``indices`` ``(nnz,)``: ``(rows, cols, t_rows, t_cols)``, int64 ``(nnz,)``
         each: the entries' places in the forward matrix (``matrix_shape``) and in the input gradient's matrix
         (``transposed_shape``)."""
