@@ -113,8 +113,8 @@ class _SparseConvFunction(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, values: Tensor, layer: SparseConv2d) -> Tensor:
         grid = layer.grid(x.shape)
         phases = layer.phases(x, grid)
-        ctx.save_for_backward(x, phases, values)
-        ctx.layer, ctx.grid = layer, grid
+        ctx.save_for_backward(x if layer.capture_dense_grad else None, phases, values)  # x: for RigL only
+        ctx.layer, ctx.grid, ctx.input_shape = layer, grid, x.shape
         return layer.convolve(phases, values, grid)
 
     @staticmethod
@@ -124,10 +124,10 @@ class _SparseConvFunction(torch.autograd.Function):
         grad_grid = layer.on_grid(grad, grid)  # (C_out, size)
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
-            grad_x = layer.input_gradient(grad_grid, values, x.shape, grid)
+            grad_x = layer.input_gradient(grad_grid, values, ctx.input_shape, grid)
         if ctx.needs_input_grad[1]:
             grad_values = layer.value_gradient(grad_grid, phases, values, grid)
-        if layer.capture_dense_grad:  # RigL: the dense gradient, only on the step before an update
+        if x is not None:  # RigL: the dense gradient, only on the step before an update
             layer.store_dense_grad(torch.nn.grad.conv2d_weight(x, layer.weight_shape, grad, layer.stride,
                                                                layer.padding, 1, layer.groups))
         return grad_x, grad_values, None
@@ -146,7 +146,8 @@ class SparseConv2d(SparseWeight):
 
     Attributes:
         values: ``nn.Parameter`` ``(nnz,)``; indices: buffer ``(nnz,)``; ``capture_dense_grad`` / ``dense_grad``
-        as for :class:`~dstlib.sparse.truly_sparse.SparseLinear` (a dense gradient of the weight's shape).
+        as for :class:`~dstlib.sparse.truly_sparse.SparseLinear` (a dense gradient of the weight's shape), except
+        that the flag is read by the forward pass (only then does it keep the input for the dense gradient).
     """
 
     def __init__(

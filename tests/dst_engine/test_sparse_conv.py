@@ -31,6 +31,7 @@ def test_forward_and_backward_equal_the_masked_conv(name: str) -> None:
     with torch.no_grad():
         conv.weight.mul_(mask)
     sparse = SparseConv2d.from_conv(conv, mask)
+    sparse.capture_dense_grad = True  # read by the forward pass, which then keeps the input for it
     x = torch.randn(3, in_channels, 9, 7, requires_grad=True)
     x_sparse = x.detach().clone().requires_grad_()
     out, out_sparse = conv(x), sparse(x_sparse)
@@ -38,7 +39,6 @@ def test_forward_and_backward_equal_the_masked_conv(name: str) -> None:
     assert out_sparse.is_contiguous()
     upstream = torch.randn_like(out)
     out.backward(upstream)
-    sparse.capture_dense_grad = True
     out_sparse.backward(upstream)
     torch.testing.assert_close(x_sparse.grad, x.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sparse.values.grad, conv.weight.grad.flatten()[sparse.indices], rtol=1e-5, atol=1e-5)
