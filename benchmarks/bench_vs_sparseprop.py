@@ -122,8 +122,9 @@ def format_table(table: pd.DataFrame) -> str:
     """The table as text: time relative to dense (below 1: faster than dense)."""
     lines = [f"{'layer':<38} {'density':>7} {'batch':>5} {'dense ms':>9} {'dstlib':>7} {'SparseProp':>10}"]
     for row in table.itertuples():
+        sparseprop = "-" if pd.isna(row.sparseprop) else f"{row.sparseprop:.3f}"
         lines.append(f"{row.layer:<38} {row.density:>7} {row.batch:>5} {row.dense_ms:>9.2f} {row.dstlib:>7.3f} "
-                     f"{row.sparseprop:>10.3f}")
+                     f"{sparseprop:>10}")
     return "\n".join(lines)
 
 

@@ -58,6 +58,7 @@ def test_without_sparseprop_the_table_says_so(race) -> None:  # noqa: ANN001
     times = {("book", "conv 3x3", 3, 64): {"dense": [1.0, 1.0], "dstlib": [0.8, 0.7]}}
     table = race.race_table(_records(times))
     assert math.isnan(table.iloc[0]["sparseprop"])
+    assert race.format_table(table).splitlines()[1].endswith(" -")
     first, second = race.goal_lines(table, with_sparseprop=False)
     assert "not measured (SparseProp is not installed" in first
     assert ": not met (worst conv 3x3: 0.750" in second
