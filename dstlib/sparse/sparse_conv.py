@@ -22,8 +22,8 @@ Choices measured on the project CPU (2 cores shared with other jobs, load 20-28,
 one thread, torch 2.13 + MKL, density 0.05, batch 64; ``benchmarks/bench_vs_sparseprop.py`` for the layers):
 
 - im2col (``F.unfold``, CSR x the ``(C_in kh kw, N L)`` columns, ``F.fold`` for the input gradient): training
-  step 3.9-5.8x the dense ``nn.Conv2d`` on ResNet-20's 3x3 layers (wall time); the unfold, its transpose and the fold are
-  dense passes over ``kh * kw`` times the input. The phase grid copies the input once: 1.1-1.3x there.
+  step 3.9-5.8x the dense ``nn.Conv2d`` on ResNet-20's 3x3 layers (wall time); the unfold, its transpose and
+  the fold are dense passes over ``kh * kw`` times the input. The phase grid copies the input once: 1.1-1.3x.
 - one product with all offsets stacked (``(kh kw C_out, C_in)`` x ``P``, then shifted sums): forward 1.6x (16
   channels at 8x8) to 23x (16 channels at 32x32) slower than one ``addmm_`` per offset.
 - windows as column slices of ``P`` (strided) made the SDDMM 5-10x slower than on the contiguous windows of
@@ -34,11 +34,11 @@ one thread, torch 2.13 + MKL, density 0.05, batch 64; ``benchmarks/bench_vs_spar
 Where it stands (race at density 0.05, batch 64): about as fast as dense (0.95-1.22x) on ResNet-18's 3x3
 layers at 32x32 input, 1.1-1.2x dense on ResNet-20's, 2.1-2.4x on SmallCNN's 4x4 and 8x8 maps, where MKL's
 per-call cost and its CSR kernels (about a fifth of the dense GEMM's rate) dominate; SparseProp's AVX2 kernels
-mostly reach 0.5-0.8x. Better dense (:func:`dense_preferred`): 1x1 convolutions with stride > 1 (1.3-1.7x dense:
-one offset, while the phase copy serves ``s_h * s_w`` phases; SparseProp keeps them dense too) and depthwise
-ones (``groups == C_in``: ``kh * kw`` products per pass, each over a diagonal channel matrix with about
-``density`` of an entry per row; 13x13 at density 0.4, SLaK's regime, 1.6x dense, 31x31 4.3x). The gain of the others is memory: weights, gradients and
-optimizer state for the active entries only.
+mostly reach 0.5-0.8x. Better dense (:func:`dense_preferred`): 1x1 convolutions with stride > 1 (1.3-1.7x
+dense: one offset, while the phase copy serves ``s_h * s_w`` phases; SparseProp keeps them dense too) and
+depthwise ones (``groups == C_in``: ``kh * kw`` products per pass, each over a diagonal channel matrix with
+about ``density`` of an entry per row; 13x13 at density 0.4, SLaK's regime, 1.6x dense, 31x31 4.3x). The
+gain of the others is memory: weights, gradients and optimizer state for the active entries only.
 """
 
 from __future__ import annotations
