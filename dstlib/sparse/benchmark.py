@@ -43,6 +43,7 @@ from dstlib import checks
 from dstlib.sparse import structured, truly_sparse
 from dstlib.sparse.engine import SparseEngine
 from dstlib.sparse.export import to_sparse_csr
+from dstlib.sparse.sparse_weight import SparseWeight
 
 WIDTHS = (1024, 4096, 4096, 10)
 DENSITIES = (0.5, 0.2, 0.1, 0.05, 0.01)
@@ -114,8 +115,8 @@ def _inferrer(model: nn.Module, x: Tensor, ideal: float) -> _Variant:
 
 def _layouts(model: nn.Module) -> Iterator[Tensor]:
     for module in model.modules():
-        if isinstance(module, truly_sparse.SparseLinear):
-            yield from (module._crow, module._col, module._t_crow, module._t_col, module._t_perm)
+        if isinstance(module, SparseWeight):
+            yield from module.layout_tensors()
 
 
 def _state_bytes(tensors: Iterable[Tensor]) -> int:

@@ -1,8 +1,10 @@
-"""Truly sparse training of linear layers: weights held as values + indices, products sparse x dense.
+"""Truly sparse training: weights held as values + indices, products sparse x dense.
 
 The masked engine (:class:`~dstlib.sparse.SparseEngine`) only *simulates* sparsity: the pruned weights are
 zeros in dense tensors, so a 95%-sparse step costs what a dense one does. Here a sparse ``nn.Linear``
-becomes a :class:`SparseLinear` that stores only its active weights:
+becomes a :class:`SparseLinear` that stores only its active weights (and a sparse ``nn.Conv2d`` a
+:class:`~dstlib.sparse.sparse_conv.SparseConv2d`, on the same :class:`~dstlib.sparse.sparse_weight.SparseWeight`
+base):
 
 - ``values``: the ``nn.Parameter`` of shape ``(nnz,)``; any ``torch.optim`` optimizer therefore keeps
   state (momentum, Adam moments) for the active weights only;
@@ -22,20 +24,22 @@ Products (kernels chosen by measurement on a 2-core x86 CPU with MKL, torch 2.13
 :class:`TrulySparseEngine` does prune-and-grow on this representation with the masked engine's core
 (:class:`~dstlib.sparse.core.EngineCore`: the same rule objects, tie-breaking, step counting and
 :class:`~dstlib.sparse.schedules.Schedule`): magnitude or SET prune on ``values``; random growth from the
-engine's generator, or RigL growth from the dense gradient ``g^T x``, which a layer computes in its backward pass *only on the step before an update*. From the same
-masks, weights, optimizer and data its masks are identical to the masked engine's and its weights equal
-up to float rounding (``tests/dst_engine/test_truly_sparse.py``).
+engine's generator, or RigL growth from the dense gradient (``g^T x``; for a convolution
+``torch.nn.grad.conv2d_weight``), which a layer computes in its backward pass *only on the step before an
+update*. From the same masks, weights, optimizer and data its masks are identical to the masked engine's and
+its weights equal up to float rounding, for an MLP and a CNN (``tests/dst_engine/test_truly_sparse.py``).
 
 Usage::
 
     import dstlib.sparse.truly_sparse as ts
     masks = ts.initial_masks(model, density=0.05, distribution="uniform", seed=0)   # nn.Linear weights
-    model = ts.to_truly_sparse(model, masks)           # a copy: nn.Linear -> SparseLinear
+    # (include=[nn.Linear, nn.Conv2d] for convolutions too)
+    model = ts.to_truly_sparse(model, masks)           # a copy: nn.Linear -> SparseLinear, nn.Conv2d -> SparseConv2d
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     engine = ts.TrulySparseEngine(model, optimizer, total_steps=10_000, update_every=100, seed=0)
     for x, y in loader:
         optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step(); engine.step()
-    dense_model, masks = ts.to_masked(model)           # back to nn.Linear (+ masks for a SparseEngine)
+    dense_model, masks = ts.to_masked(model)           # back to nn.Linear / nn.Conv2d (+ masks for a SparseEngine)
 
 Or from a running masked engine: ``model = to_truly_sparse(masked_model, engine.masks)``, a new optimizer,
 then ``TrulySparseEngine.from_engine(engine, model, optimizer)`` (same rules, schedule, step count and
@@ -58,12 +62,14 @@ from dstlib.sparse.criteria import FAST_SELECTION_NUMEL as FAST_SELECTION_NUMEL 
 from dstlib.sparse.criteria import grow_highest as grow_highest  # noqa: F401 (moved there)
 from dstlib.sparse.distributions import Distribution
 from dstlib.sparse.engine import SparseEngine
-from dstlib.sparse.export import csr_tensor, times_transposed
+from dstlib.sparse.export import times_transposed
 from dstlib.sparse.granularity import Element
 from dstlib.sparse.metrics import layer_report, tensor_bytes
 from dstlib.sparse.rules import GrowRule, PruneRule
 from dstlib.sparse.schedules import Schedule
 from dstlib.sparse.selection import Pattern, owner, unwrap
+from dstlib.sparse.sparse_conv import SparseConv2d, check_convertible
+from dstlib.sparse.sparse_weight import SparseWeight
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,16 +101,11 @@ class _SparseMatmul(torch.autograd.Function):
             pattern = layer.csr(values.detach())
             grad_values = torch.sparse.sampled_addmm(pattern, grad_t.contiguous(), rows, beta=0.0).values()
         if layer.capture_dense_grad:  # RigL: the dense gradient, only on the step before an update
-            dense = grad.t().mm(rows)  # as nn.Linear's backward computes weight.grad
-            layer.dense_grad = dense if layer.dense_grad is None else layer.dense_grad + dense
+            layer.store_dense_grad(grad.t().mm(rows))  # as nn.Linear's backward computes weight.grad
         return grad_rows, grad_values, None
 
 
-def _rebuild_after_load(module: SparseLinear, incompatible_keys: object) -> None:
-    module._rebuild_layout()  # load_state_dict wrote new indices
-
-
-class SparseLinear(nn.Module):
+class SparseLinear(SparseWeight):
     """``y = x W^T + b`` with only the ``nnz`` active entries of ``W`` (out, in) stored:
     ``(*, in_features) -> (*, out_features)``.
 
@@ -129,29 +130,15 @@ class SparseLinear(nn.Module):
         values: Tensor | None = None,
         bias: Tensor | None = None,
     ) -> None:
-        super().__init__()
         checks.integer("in_features", in_features, low=1)
         checks.integer("out_features", out_features, low=1)
         self.in_features, self.out_features = in_features, out_features
-        indices = torch.as_tensor(indices, dtype=torch.int64).flatten()
-        order = torch.argsort(indices)
-        indices = indices[order]
-        numel = in_features * out_features
-        checks.require(indices.numel() > 0, "indices", tuple(indices.shape), "at least one active weight")
-        checks.require(bool((indices[1:] > indices[:-1]).all()) and int(indices[0]) >= 0 and int(indices[-1]) < numel,
-                       "indices", f"tensor of {indices.numel()}", f"distinct positions in [0, {numel})")
-        if values is None:
-            values = torch.zeros(indices.numel(), device=indices.device)
-        values = torch.as_tensor(values).detach().flatten()
-        checks.require(values.numel() == indices.numel(), "values", tuple(values.shape),
-                       f"one value per index ({indices.numel()},)")
-        self.values = nn.Parameter(values[order.to(values.device)].clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.register_buffer("indices", indices.to(values.device))
-        self.capture_dense_grad = False
-        self.dense_grad: Tensor | None = None
-        self._rebuild_layout()
-        self.register_load_state_dict_post_hook(_rebuild_after_load)
+        shape = (out_features, in_features)
+        super().__init__(shape, shape, shape[::-1], indices, values, bias)
+
+    def _coordinates(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        rows, cols = indices // self.in_features, indices % self.in_features
+        return rows, cols, cols, rows  # W (out, in) and W^T (in, out)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mask: Tensor) -> SparseLinear:
@@ -162,53 +149,6 @@ class SparseLinear(nn.Module):
         values = linear.weight.detach().reshape(-1)[indices]
         return cls(linear.in_features, linear.out_features, indices, values, linear.bias)
 
-    def _rebuild_layout(self) -> None:
-        """Derive the CSR structures of ``W`` and ``W^T`` from ``indices`` (after a change of topology)."""
-        n_in, n_out = self.in_features, self.out_features
-        index_dtype = torch.int32 if n_in * n_out < 2**31 else torch.int64
-        rows, cols = self.indices // n_in, self.indices % n_in
-        crow = torch.zeros(n_out + 1, dtype=torch.int64, device=rows.device)
-        crow[1:] = torch.bincount(rows, minlength=n_out).cumsum(0)
-        transposed = torch.argsort(cols * n_out + rows)
-        t_crow = torch.zeros(n_in + 1, dtype=torch.int64, device=rows.device)
-        t_crow[1:] = torch.bincount(cols, minlength=n_in).cumsum(0)
-        self._crow, self._col = crow.to(index_dtype), cols.to(index_dtype)
-        self._t_crow, self._t_col = t_crow.to(index_dtype), rows[transposed].to(index_dtype)
-        self._t_perm = transposed.to(index_dtype)
-
-    def _follow_device(self) -> None:
-        if self._crow.device != self.indices.device:
-            self._rebuild_layout()
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored (active) weights."""
-        return self.indices.numel()
-
-    def csr(self, values: Tensor | None = None) -> Tensor:
-        """``W`` as a ``torch.sparse_csr`` tensor ``(out, in)`` (with ``values``, default the parameter)."""
-        self._follow_device()
-        values = self.values if values is None else values
-        return csr_tensor(self._crow, self._col, values, (self.out_features, self.in_features))
-
-    def csr_transposed(self, values: Tensor | None = None) -> Tensor:
-        """``W^T`` as a ``torch.sparse_csr`` tensor ``(in, out)``."""
-        self._follow_device()
-        values = self.values if values is None else values
-        return csr_tensor(self._t_crow, self._t_col, values[self._t_perm], (self.in_features, self.out_features))
-
-    def mask(self) -> Tensor:
-        """Bool ``(out, in)``: the active positions (a new dense tensor)."""
-        mask = torch.zeros(self.out_features * self.in_features, dtype=torch.bool, device=self.indices.device)
-        mask[self.indices] = True
-        return mask.view(self.out_features, self.in_features)
-
-    def dense_weight(self) -> Tensor:
-        """``W`` as a dense ``(out, in)`` tensor (zeros at inactive positions; a new tensor, no grad)."""
-        weight = torch.zeros(self.out_features * self.in_features, dtype=self.values.dtype, device=self.values.device)
-        weight[self.indices] = self.values.detach()
-        return weight.view(self.out_features, self.in_features)
-
     def to_linear(self) -> nn.Linear:
         """A dense ``nn.Linear`` with the same function (inactive weights 0)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
@@ -218,13 +158,6 @@ class SparseLinear(nn.Module):
             if self.bias is not None:
                 linear.bias.copy_(self.bias)
         return linear
-
-    def set_topology(self, indices: Tensor, values: Tensor) -> None:
-        """Write a new topology in place: ``indices`` (sorted, ``nnz`` of them) and their ``values``."""
-        with torch.no_grad():
-            self.indices.copy_(indices)
-            self.values.copy_(values)
-        self._rebuild_layout()
 
     def forward(self, x: Tensor) -> Tensor:
         rows = x.reshape(-1, self.in_features)
@@ -237,9 +170,8 @@ class SparseLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        density = self.nnz / (self.in_features * self.out_features)
         return (f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}, "
-                f"density={density:.4f}, bias={self.bias is not None}")
+                f"density={self.density:.4f}, bias={self.bias is not None}")
 
 
 # ---------------------------------------------------------------------------------------------- converters
@@ -256,14 +188,15 @@ def initial_masks(
     seed: int = 0,
 ) -> dict[str, Tensor]:
     """The masks a :class:`~dstlib.sparse.SparseEngine` with the same arguments and ``seed`` would start
-    from, for the ``nn.Linear`` weights of ``model`` (``include`` defaults to ``[nn.Linear]``).
-    ``model`` is not changed.
+    from, for the ``nn.Linear`` weights of ``model`` (``include`` defaults to ``[nn.Linear]``; add ``nn.Conv2d``
+    for convolutions). ``model`` is not changed.
 
     Returns:
-        ``{"<module>.weight": bool (out, in)}`` in registration order.
+        ``{"<module>.weight": bool mask of the weight's shape}`` in registration order.
 
     Raises:
-        ValueError: a bad argument, or a selected parameter that is not an ``nn.Linear`` weight.
+        ValueError: a bad argument, or a selected parameter that is not the weight of an ``nn.Linear`` or of an
+            ``nn.Conv2d`` that :class:`~dstlib.sparse.sparse_conv.SparseConv2d` has (see ``check_convertible``).
     """
     scratch = copy.deepcopy(unwrap(model))
     engine = SparseEngine(
@@ -273,24 +206,42 @@ def initial_masks(
     )
     masks = engine.masks
     for name in masks:
-        module, attr = owner(scratch, name)
-        checks.require(isinstance(module, nn.Linear) and attr == "weight", "include", include,
-                       f"patterns selecting nn.Linear weights only (the truly sparse path has no {name!r})")
+        _check_weight(scratch, name, "include", include)
     return masks
 
 
+def _check_weight(model: nn.Module, name: str, argument: str, value: object) -> None:
+    """``name`` must be the weight of an ``nn.Linear`` or of a convertible ``nn.Conv2d`` of ``model``."""
+    module, attr = owner(model, name)
+    checks.require(type(module) in (nn.Linear, nn.Conv2d) and attr == "weight", argument, value,
+                   f"names of nn.Linear or nn.Conv2d weights only (the truly sparse path has no {name!r})")
+    if type(module) is nn.Conv2d:
+        check_convertible(module, name.rpartition(".")[0] or "model")
+
+
 def to_truly_sparse(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
-    """A deep copy of ``model`` in which every ``nn.Linear`` whose ``"<module>.weight"`` is a key of
-    ``masks`` (bool ``(out, in)``) is a :class:`SparseLinear` holding the weights at the mask's active
-    positions (whatever their values) and the bias. ``model`` is not changed."""
-    converted = copy.deepcopy(unwrap(model))
+    """A deep copy of ``model`` in which every ``nn.Linear`` (``nn.Conv2d``) whose ``"<module>.weight"`` is a key
+    of ``masks`` (bool, the weight's shape) is a :class:`SparseLinear` (:class:`SparseConv2d`) holding the weights
+    at the mask's active positions (whatever their values) and the bias. ``model`` is not changed.
+
+    Raises:
+        ValueError: a key that names no such weight, or a convolution ``SparseConv2d`` does not have (dilation,
+            padding modes other than zeros, string padding), before anything is converted.
+    """
     checks.require(len(masks) > 0, "masks", masks, "a non-empty {name: bool mask} map")
+    converted = copy.deepcopy(unwrap(model))
+    for name in masks:
+        checks.require(name.rpartition(".")[2] == "weight", "masks", sorted(masks),
+                       f"keys naming weights of {type(converted).__name__}; {name!r} is not one")
+        _check_weight(converted, name, "masks", sorted(masks))
     for name, mask in masks.items():
-        prefix, _, attr = name.rpartition(".")
+        prefix = name.rpartition(".")[0]
         module = converted.get_submodule(prefix) if prefix else converted
-        checks.require(type(module) is nn.Linear and attr == "weight", "masks", sorted(masks),
-                       f"keys naming nn.Linear weights of {type(converted).__name__}; {name!r} is not one")
-        sparse = SparseLinear.from_linear(module, mask.to(module.weight.device).bool())
+        mask = mask.to(module.weight.device).bool()
+        if type(module) is nn.Linear:
+            sparse: SparseWeight = SparseLinear.from_linear(module, mask)
+        else:
+            sparse = SparseConv2d.from_conv(module, mask)
         if prefix:
             parent, _, child = prefix.rpartition(".")
             setattr(converted.get_submodule(parent) if parent else converted, child, sparse)
@@ -300,26 +251,30 @@ def to_truly_sparse(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
 
 
 def to_masked(model: nn.Module) -> tuple[nn.Module, dict[str, Tensor]]:
-    """The inverse of :func:`to_truly_sparse`: a deep copy with every :class:`SparseLinear` back as an
-    ``nn.Linear`` (inactive weights 0), and the masks ``{"<module>.weight": bool (out, in)}`` to start a
-    :class:`~dstlib.sparse.SparseEngine` from (``SparseEngine(model, optimizer, density=None, masks=masks,
-    ...)``)."""
+    """The inverse of :func:`to_truly_sparse`: a deep copy with every :class:`SparseLinear` (:class:`SparseConv2d`)
+    back as an ``nn.Linear`` (``nn.Conv2d``; inactive weights 0), and the masks ``{"<module>.weight": bool}`` to
+    start a :class:`~dstlib.sparse.SparseEngine` from (``SparseEngine(model, optimizer, density=None,
+    masks=masks, ...)``)."""
     converted = copy.deepcopy(unwrap(model))
-    if isinstance(converted, SparseLinear):
-        return converted.to_linear(), {"weight": converted.mask()}
+    if isinstance(converted, SparseWeight):
+        return _dense(converted), {"weight": converted.mask()}
     masks = {}
     for name, module in list(converted.named_modules()):
-        if isinstance(module, SparseLinear):
+        if isinstance(module, SparseWeight):
             masks[f"{name}.weight"] = module.mask()
             parent, _, child = name.rpartition(".")
-            setattr(converted.get_submodule(parent) if parent else converted, child, module.to_linear())
+            setattr(converted.get_submodule(parent) if parent else converted, child, _dense(module))
     return converted, masks
+
+
+def _dense(layer: SparseWeight) -> nn.Module:
+    return layer.to_linear() if isinstance(layer, SparseLinear) else layer.to_conv()
 
 
 # ---------------------------------------------------------------------------------------------- the engine
 class TrulySparseEngine(EngineCore):
-    """Dynamic sparse training of the :class:`SparseLinear` layers of a model, driven by ``engine.step()``
-    after each ``optimizer.step()`` (the masked engine's protocol and step counting).
+    """Dynamic sparse training of the :class:`SparseLinear` and :class:`SparseConv2d` layers of a model, driven by
+    ``engine.step()`` after each ``optimizer.step()`` (the masked engine's protocol and step counting).
 
     Every ``update_every`` optimizer steps ``t`` with ``drop_fraction(t) > 0`` each layer drops
     ``drop_count(f, nnz)`` active weights (``prune``) and grows as many (``grow``); the count of every layer
@@ -335,7 +290,7 @@ class TrulySparseEngine(EngineCore):
     masked engine built with ``seed=s``.
 
     Args:
-        model: holds the :class:`SparseLinear` layers (see :func:`to_truly_sparse`).
+        model: holds the truly sparse layers (see :func:`to_truly_sparse`).
         optimizer: any ``torch.optim`` optimizer holding every layer's ``values``.
         prune: ``"magnitude"`` or ``"set"`` (:data:`PRUNE_RULES`), or such a rule object.
         grow: ``"random"`` or ``"gradient"`` (:data:`GROW_RULES`), or such a rule object.
@@ -376,12 +331,12 @@ class TrulySparseEngine(EngineCore):
             checks.require(total_steps is None, "total_steps", total_steps, "None with a schedule (it has its own)")
         super().__init__(model, optimizer, prune=prune_rule, grow=grow_rule, schedule=schedule, grow_init=grow_init,
                          seed=seed)
-        self._layers = {name: m for name, m in self.model.named_modules() if isinstance(m, SparseLinear)}
+        self._layers = {name: m for name, m in self.model.named_modules() if isinstance(m, SparseWeight)}
         checks.require(len(self._layers) > 0, "model", type(self.model),
-                       "a model with SparseLinear layers (convert it with to_truly_sparse first)")
+                       "a model with SparseLinear or SparseConv2d layers (convert it with to_truly_sparse first)")
         self._check_optimizer_holds({f"{name}.values": layer.values for name, layer in self._layers.items()})
         for layer in self._layers.values():  # replay the masked engine's initial-mask draws
-            criteria.random_scores((layer.out_features, layer.in_features), self._generator, "cpu")
+            criteria.random_scores(layer.weight_shape, self._generator, "cpu")
         self._arm_capture()
         self._attach()
 
@@ -408,7 +363,7 @@ class TrulySparseEngine(EngineCore):
                   grow_init=engine.grow_init)
         names = [f"{name}.weight" for name in new._layers]
         checks.require(names == list(engine.masks), "model", names,
-                       f"SparseLinear layers for exactly the engine's sparse weights {list(engine.masks)}")
+                       f"truly sparse layers for exactly the engine's sparse weights {list(engine.masks)}")
         new._load_clock_state(engine._clock_state())
         new._arm_capture()
         return new
@@ -448,16 +403,16 @@ class TrulySparseEngine(EngineCore):
                 self._exchange(layer, fraction)
         return True
 
-    def _exchange(self, layer: SparseLinear, fraction: float) -> None:
-        """Prune ``layer``'s ``(nnz,)`` values, grow as many positions of its dense ``(out, in)`` shape; active
+    def _exchange(self, layer: SparseWeight, fraction: float) -> None:
+        """Prune ``layer``'s ``(nnz,)`` values, grow as many positions of its dense ``weight_shape``; active
         positions keep value and optimizer state, new ones start at ``grow_init`` with zeroed state."""
         values = layer.values.detach()
         everything = torch.ones(layer.nnz, dtype=torch.bool, device=values.device)
         weight = values if self.prune_rule.signed else values.abs()
         kept = self.prune_rule.drop(weight, None, everything, layer.nnz, fraction)
         n_grow = layer.nnz - int(kept.sum())
-        shape = (layer.out_features, layer.in_features)
-        pruned = torch.zeros(shape[0] * shape[1], dtype=torch.bool, device=values.device)
+        shape = layer.weight_shape
+        pruned = torch.zeros(layer.weight_numel, dtype=torch.bool, device=values.device)
         pruned[layer.indices[kept]] = True
         grad = layer.dense_grad.abs_() if self.grow_rule.needs_grad else None  # the layer's buffer, dropped below
         scores = self.grow_rule.scores(grad, shape, self._generator, values.device)
@@ -479,31 +434,28 @@ class TrulySparseEngine(EngineCore):
 
     # ------------------------------------------------------------------ inspection
     @property
-    def layers(self) -> dict[str, SparseLinear]:
-        """``{module name: SparseLinear}`` managed by the engine."""
+    def layers(self) -> dict[str, SparseWeight]:
+        """``{module name: SparseLinear or SparseConv2d}`` managed by the engine."""
         return dict(self._layers)
 
     @property
     def masks(self) -> dict[str, Tensor]:
-        """``{"<module>.weight": bool (out, in)}`` (dense copies; the masked engine's naming)."""
+        """``{"<module>.weight": bool, the weight's shape}`` (dense copies; the masked engine's naming)."""
         return {f"{name}.weight": layer.mask() for name, layer in self._layers.items()}
 
     def dense_weights(self) -> dict[str, Tensor]:
-        """``{"<module>.weight": float (out, in)}``: the weights as the masked model holds them (copies)."""
+        """``{"<module>.weight": float, the weight's shape}``: the weights as the masked model holds them (copies)."""
         return {f"{name}.weight": layer.dense_weight() for name, layer in self._layers.items()}
 
     @property
     def density(self) -> float:
         """Fraction of active weights over all sparse layers (constant)."""
         nnz = sum(layer.nnz for layer in self._layers.values())
-        return nnz / sum(layer.in_features * layer.out_features for layer in self._layers.values())
+        return nnz / sum(layer.weight_numel for layer in self._layers.values())
 
     def memory_bytes(self) -> int:
         """Bytes of the sparse layers' index structures (values, bias and optimizer state excluded)."""
-        tensors = []
-        for layer in self._layers.values():
-            tensors += [layer.indices, layer._crow, layer._col, layer._t_crow, layer._t_col, layer._t_perm]
-        return tensor_bytes(tensors)
+        return tensor_bytes([tensor for layer in self._layers.values() for tensor in layer.layout_tensors()])
 
     def report(self) -> pd.DataFrame:
         """Per-layer table ``name, shape, numel, nnz, density`` (``attrs``: ``step``, ``memory_bytes``)."""

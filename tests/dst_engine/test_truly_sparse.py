@@ -20,6 +20,7 @@ from dstlib.sparse import criteria
 
 from .truly_sparse_toys import (
     CASES,
+    NETS,
     SAVE_AT,
     TOTAL_STEPS,
     UPDATE_EVERY,
@@ -74,34 +75,36 @@ def test_converters_round_trip() -> None:
     assert static.masks.keys() == masks.keys()
 
 
-def _masked_and_sparse(preset: type, kind: str, route: str) -> tuple:
-    dense = mlp()
+def _masked_and_sparse(preset: type, kind: str, route: str, net: str) -> tuple:
+    build, include = NETS[net][0], [nn.Linear, nn.Conv2d]
+    dense = build()
     masked_optimizer = optimizer_for(dense, kind)
     options = {"update_every": UPDATE_EVERY, "total_steps": TOTAL_STEPS, "update_end": TOTAL_STEPS,
                "drop_fraction": 0.3}
-    engine = preset(dense, masked_optimizer, density=0.3, distribution="uniform", include=[nn.Linear], seed=0,
+    engine = preset(dense, masked_optimizer, density=0.3, distribution="uniform", include=include, seed=0,
                     **options)
     if route == "from_engine":
         model = ts.to_truly_sparse(dense, engine.masks)
         optimizer = optimizer_for(model, kind)
         sparse_engine = ts.TrulySparseEngine.from_engine(engine, model, optimizer)
     else:  # the same seed and arguments, without the masked engine
-        fresh = mlp()
-        model = ts.to_truly_sparse(fresh, ts.initial_masks(fresh, 0.3, distribution="uniform", seed=0))
+        fresh = build()
+        model = ts.to_truly_sparse(fresh, ts.initial_masks(fresh, 0.3, distribution="uniform", include=include, seed=0))
         optimizer = optimizer_for(model, kind)
         sparse_engine = ts.TrulySparseEngine(model, optimizer, prune=engine.prune, grow=engine.grow, seed=0, **options)
     return (dense, masked_optimizer, engine), (model, optimizer, sparse_engine)
 
 
+@pytest.mark.parametrize("net", list(NETS))
 @pytest.mark.parametrize("route", ["from_engine", "seed"])
 @pytest.mark.parametrize(("preset", "kind"), [(sp.RigL, "sgd"), (sp.SET, "adam")])
-def test_same_masks_and_weights_as_the_masked_engine(preset: type, kind: str, route: str) -> None:
-    masked, truly = _masked_and_sparse(preset, kind, route)
+def test_same_masks_and_weights_as_the_masked_engine(preset: type, kind: str, route: str, net: str) -> None:
+    masked, truly = _masked_and_sparse(preset, kind, route, net)
     initial = masked[2].masks
     n_updates = 0
     for step in range(TOTAL_STEPS):
-        updated = train(*masked, range(step, step + 1))
-        assert train(*truly, range(step, step + 1)) == updated, f"step {step + 1}"
+        updated = train(*masked, range(step, step + 1), net)
+        assert train(*truly, range(step, step + 1), net) == updated, f"step {step + 1}"
         n_updates += updated[0]
         weights, sparse_weights, sparse_masks = masked[0].state_dict(), truly[2].dense_weights(), truly[2].masks
         for name, mask in masked[2].masks.items():
@@ -111,15 +114,16 @@ def test_same_masks_and_weights_as_the_masked_engine(preset: type, kind: str, ro
     assert any(not torch.equal(initial[n], m) for n, m in masked[2].masks.items()), "topology never changed"
 
 
+@pytest.mark.parametrize("net", list(NETS))
 @pytest.mark.parametrize("name", list(CASES))
-def test_counts_exact_and_optimizer_state_only_for_active_values(name: str) -> None:
-    model, optimizer, engine = truly_sparse_case(name)
+def test_counts_exact_and_optimizer_state_only_for_active_values(name: str, net: str) -> None:
+    model, optimizer, engine = truly_sparse_case(name, net=net)
     counts = {n: layer.nnz for n, layer in engine.layers.items()}
-    dense_numel = sum(layer.in_features * layer.out_features for layer in engine.layers.values())
+    dense_numel = sum(layer.weight_numel for layer in engine.layers.values())
     n_grown = 0
     for step in range(TOTAL_STEPS):
         before = {n: layer.indices.clone() for n, layer in engine.layers.items()}
-        if train(model, optimizer, engine, range(step, step + 1))[0]:
+        if train(model, optimizer, engine, range(step, step + 1), net)[0]:
             for n, layer in engine.layers.items():
                 assert layer.nnz == counts[n] and int(layer.mask().sum()) == counts[n]
                 assert bool((layer.indices[1:] > layer.indices[:-1]).all())
@@ -143,13 +147,14 @@ def test_counts_exact_and_optimizer_state_only_for_active_values(name: str) -> N
 
 def test_resume_in_a_fresh_process_is_bit_identical(tmp_path: Path) -> None:
     uninterrupted = {}
-    for name in CASES:
-        model, optimizer, engine = truly_sparse_case(name)
-        train(model, optimizer, engine, range(SAVE_AT))
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "engine": engine.state_dict()}
-        torch_save(tmp_path / f"{name}.pt", state)
-        train(model, optimizer, engine, range(SAVE_AT, TOTAL_STEPS))
-        uninterrupted[name] = {"model": model.state_dict(), "masks": engine.masks}
+    for net in NETS:
+        for name in CASES:
+            model, optimizer, engine = truly_sparse_case(name, net=net)
+            train(model, optimizer, engine, range(SAVE_AT), net)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "engine": engine.state_dict()}
+            torch_save(tmp_path / f"{net}-{name}.pt", state)
+            train(model, optimizer, engine, range(SAVE_AT, TOTAL_STEPS), net)
+            uninterrupted[f"{net}-{name}"] = {"model": model.state_dict(), "masks": engine.masks}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(WORKER), str(tmp_path), str(torch.get_num_threads())], check=True, env=env)
     for name, expected in uninterrupted.items():
@@ -160,11 +165,12 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path: Path) -> None:
             assert torch.equal(mask, resumed["masks"][key]), f"{name}: mask {key} differs after resume"
 
 
-def test_dense_gradient_only_on_the_step_before_an_update() -> None:
-    model, optimizer, engine = truly_sparse_case("rigl-sgd")
+@pytest.mark.parametrize("net", list(NETS))
+def test_dense_gradient_only_on_the_step_before_an_update(net: str) -> None:
+    model, optimizer, engine = truly_sparse_case("rigl-sgd", net=net)
     captured = []
     for step in range(2 * UPDATE_EVERY):
-        x, y = batch(step)
+        x, y = batch(step, net=net)
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         captured.append(all(layer.dense_grad is not None for layer in engine.layers.values()))
@@ -186,9 +192,9 @@ def test_bad_arguments_and_missing_gradient() -> None:
         ts.TrulySparseEngine(sparse, torch.optim.SGD(sparse[0].parameters(), lr=0.1), total_steps=10)
     with pytest.raises(ValueError, match="masks"):
         ts.to_truly_sparse(dense, {"0.bias": torch.ones(32, dtype=torch.bool)})
-    conv = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten(), nn.Linear(4, 2))
+    norm = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
     with pytest.raises(ValueError, match="include"):
-        ts.initial_masks(conv, 0.5, include=[nn.Conv2d])
+        ts.initial_masks(norm, 0.5, include=[nn.LayerNorm])
     other = mlp()
     mest = sp.MEST(other, torch.optim.SGD(other.parameters(), lr=0.1), density=0.3, total_steps=10)
     with pytest.raises(ValueError, match="engine.prune"):

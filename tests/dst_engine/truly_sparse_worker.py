@@ -1,7 +1,7 @@
 """Resume a truly sparse checkpoint in a fresh process: ``python truly_sparse_worker.py DIR THREADS``.
 
-For every case of ``truly_sparse_toys.CASES``: build model, optimizer and engine anew, load ``DIR/<case>.pt``
-(saved after ``SAVE_AT`` steps), train to ``TOTAL_STEPS`` and save ``DIR/<case>.final.pt``.
+For every net of ``truly_sparse_toys.NETS`` and case of ``CASES``: build model, optimizer and engine anew, load
+``DIR/<net>-<case>.pt`` (saved after ``SAVE_AT`` steps), train to ``TOTAL_STEPS``, save ``DIR/<net>-<case>.final.pt``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ import sys
 from pathlib import Path
 
 import torch
-from truly_sparse_toys import CASES, SAVE_AT, TOTAL_STEPS, train, truly_sparse_case
+from truly_sparse_toys import CASES, NETS, SAVE_AT, TOTAL_STEPS, train, truly_sparse_case
 
 
 def main(directory: Path, threads: int) -> None:
     torch.set_num_threads(threads)
-    for name in CASES:
-        model, optimizer, engine = truly_sparse_case(name, seed=1)  # another seed: everything must come from disk
-        checkpoint = torch.load(directory / f"{name}.pt")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        engine.load_state_dict(checkpoint["engine"])
-        train(model, optimizer, engine, range(SAVE_AT, TOTAL_STEPS))
-        torch.save({"model": model.state_dict(), "masks": engine.masks}, directory / f"{name}.final.pt")
+    for net in NETS:
+        for name in CASES:
+            model, optimizer, engine = truly_sparse_case(name, seed=1, net=net)  # another seed: all from disk
+            checkpoint = torch.load(directory / f"{net}-{name}.pt")
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            engine.load_state_dict(checkpoint["engine"])
+            train(model, optimizer, engine, range(SAVE_AT, TOTAL_STEPS), net)
+            torch.save({"model": model.state_dict(), "masks": engine.masks}, directory / f"{net}-{name}.final.pt")
 
 
 if __name__ == "__main__":
