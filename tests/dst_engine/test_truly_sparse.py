@@ -16,7 +16,6 @@ from torch import nn
 import dstlib.sparse as sp
 import dstlib.sparse.truly_sparse as ts
 from dstlib.atomic import torch_save
-from dstlib.sparse import criteria
 
 from .truly_sparse_toys import (
     CASES,
@@ -205,17 +204,3 @@ def test_bad_arguments_and_missing_gradient() -> None:
         engine.step()
 
 
-@pytest.mark.parametrize("scores", ["continuous", "ties", "sparse"])
-def test_fast_growth_picks_what_the_engine_picks(scores: str) -> None:
-    generator = torch.Generator().manual_seed(0)
-    shape = (1024, ts.FAST_SELECTION_NUMEL // 1024 + 8)
-    score = torch.rand(shape, generator=generator)
-    if scores == "ties":
-        score = (score * 50).floor()  # 50 values: the n-th is tied with positions left out
-    elif scores == "sparse":
-        score = score * (torch.rand(shape, generator=generator) < 0.01)  # fewer non-zeros than n
-    mask = torch.rand(shape, generator=generator) < 0.05
-    for n in (1, 1000, 30_000):
-        expected = criteria.grow_highest(score, mask, n)
-        got = ts.grow_highest(score, mask, n)
-        assert torch.equal(got, expected) and int(got.sum()) == int(mask.sum()) + n
