@@ -29,9 +29,9 @@ class CSRLayout:
     """The CSR structure of a ``shape`` matrix whose entry ``k`` sits at ``(rows[k], cols[k])`` and holds
     ``values[k]`` of a layer's ``(nnz,)`` values (int32 indices where they fit, as MKL is faster with them).
 
-    Attributes:
-        crow ``(rows + 1,)``, col ``(nnz,)``: CSR row pointers and column indices. perm: ``(nnz,)`` the value
-        positions in CSR order, or ``None`` when that is the values' own order.
+    It holds ``crow`` (shape ``(rows + 1,)``, the CSR row pointers), ``col`` (shape ``(nnz,)``, the column
+    indices) and ``perm`` (shape ``(nnz,)``, the value positions in CSR order, or ``None`` when that is the
+    values' own order).
     """
 
     def __init__(self, rows: Tensor, cols: Tensor, shape: tuple[int, int]) -> None:
