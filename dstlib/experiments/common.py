@@ -26,7 +26,7 @@ import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +129,16 @@ def present(*callbacks: Callback | None | bool) -> list[Callback]:
     """The callbacks given, without those a setting turned off (``None`` or ``False``, as in
     ``present(config.augment and Augmentation(random_crop_flip))``)."""
     return [callback for callback in callbacks if callback]
+
+
+def headline_pair_on_every_seed(points: Sequence[Mapping[str, Any]], headline_variants: Collection[str],
+                                ablation_seeds: Sequence[int] | None) -> list[dict[str, Any]]:
+    """``points`` (dicts with ``seed`` and ``variant``) less the runs of the variants outside
+    ``headline_variants`` on seeds not in ``ablation_seeds`` (``None``: every seed): the seed budget goes to
+    the headline's pair, the book's ablations run on fewer seeds."""
+    kept = None if ablation_seeds is None else set(ablation_seeds)
+    return [dict(point) for point in points
+            if kept is None or point["variant"] in headline_variants or point["seed"] in kept]
 
 
 def grid(axes: Mapping[str, Sequence[Any]],

@@ -44,6 +44,7 @@ from dstlib.experiments.common import (
     evaluation_part,
     fit_options,
     grid,
+    headline_pair_on_every_seed,
     main_process_first,
     present,
 )
@@ -244,9 +245,8 @@ HEADLINE_VARIANTS = ("small", "slak")
 def points(config: Config) -> list[dict[str, Any]]:
     """Every (seed, variant), except that the variants outside the headline (MxM dense, dense decomposed)
     run only the seeds in ``ablation_seeds`` when it is set: the budget goes to the headline's pairs."""
-    kept = None if config.ablation_seeds is None else set(config.ablation_seeds)
-    return [point for point in grid({"seed": config.seeds, "variant": config.variants})
-            if kept is None or point["variant"] in HEADLINE_VARIANTS or point["seed"] in kept]
+    return headline_pair_on_every_seed(grid({"seed": config.seeds, "variant": config.variants}),
+                                       HEADLINE_VARIANTS, config.ablation_seeds)
 
 
 def paper_steps(config: Config, point: Mapping[str, Any]) -> tuple[int, int]:
